@@ -1,0 +1,6 @@
+"""Divot: a diffusion-powered video tokenizer plugged into a language model."""
+
+from divot.tokenizer import VideoTokenizer
+
+__version__ = "0.1.0"
+__all__ = ["VideoTokenizer", "__version__"]

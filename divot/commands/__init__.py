@@ -1,0 +1,1 @@
+"""Subcommands of the ``divot`` CLI (see ``divot.cli.COMMANDS``)."""

@@ -1,0 +1,1 @@
+"""Video decoding, the clip sampler, transforms, datasets and the synthetic shapes world."""

@@ -1,0 +1,131 @@
+"""``save_pretrained`` / ``from_pretrained``: a directory holding ``config.json`` + ``model.safetensors``.
+
+Loading is strict: a missing or unexpected key is an error that names the keys. Writes are atomic (a
+temporary file renamed into place) so an interrupted save never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from divot.config import config_from_dict, config_to_dict
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
+    """Save tensors as safetensors atomically (contiguous copies, shared storage broken)."""
+    tensors = {k: v.detach().contiguous().clone() if v.data_ptr() else v.detach().contiguous()
+               for k, v in state_dict.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
+
+
+def check_keys(missing: list[str], unexpected: list[str], where: str) -> None:
+    """Raise a ``KeyError``-like ``ValueError`` listing missing / unexpected keys (first 20 of each)."""
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {', '.join(sorted(missing)[:20])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {', '.join(sorted(unexpected)[:20])}")
+    raise ValueError(f"{where}: state dict does not match the model; " + "; ".join(parts))
+
+
+def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict`` that raises a readable error naming every gap, and checks shapes."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    check_keys(missing, unexpected, where)
+    bad = [f"{k}: model {tuple(own[k].shape)} vs file {tuple(v.shape)}"
+           for k, v in state_dict.items() if tuple(own[k].shape) != tuple(v.shape)]
+    if bad:
+        raise ValueError(f"{where}: shape mismatch for {len(bad)} tensor(s): " + "; ".join(bad[:20]))
+    module.load_state_dict(state_dict, strict=True)
+
+
+class PretrainedMixin:
+    """Adds ``save_pretrained`` / ``from_pretrained`` to an ``nn.Module`` built as ``cls(config)``.
+
+    Subclasses set ``config_class`` and ``model_type``. ``persistent_prefixes_excluded`` names state-dict
+    prefixes that are not saved because they legitimately live elsewhere (declared, never silent).
+    """
+
+    config_class: type
+    model_type: str = "divot"
+
+    def state_dict_for_saving(self) -> dict[str, torch.Tensor]:
+        return self.state_dict()
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {"model_type": self.model_type, **config_to_dict(self.config)}
+        save_state_dict(self.state_dict_for_saving(), directory / WEIGHTS_NAME)
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+        logger.info("saved %s to %s", type(self).__name__, directory)
+        return directory
+
+    @classmethod
+    def load_config(cls, directory: str | Path):
+        directory = Path(directory)
+        cfg_path = directory / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no {CONFIG_NAME} in {directory}")
+        data = json.loads(cfg_path.read_text())
+        model_type = data.pop("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ValueError(
+                f"{directory} holds a {model_type!r} model, not a {cls.model_type!r} ({cls.__name__})"
+            )
+        return config_from_dict(cls.config_class, data)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None):
+        directory = Path(directory)
+        config = cls.load_config(directory)
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no {WEIGHTS_NAME} in {directory}")
+        model = cls(config)
+        model.load_saved_state_dict(load_file(str(weights)), where=str(weights))
+        if device is not None or dtype is not None:
+            model.to(device=device, dtype=dtype)
+        return model
+
+    def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str) -> None:
+        load_state_dict_strict(self, state_dict, where)
