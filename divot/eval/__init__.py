@@ -1,0 +1,1 @@
+"""Evaluation: benchmark tasks, metrics and probes (library side)."""
