@@ -47,9 +47,11 @@ def measure(preset: str, batch: int, precision: str, device: str, repeats: int, 
             torch.cuda.synchronize()
         return out
 
-    with FlopCounterMode(display=False) as counter:
-        with torch.no_grad():
-            model(clips[:1])
+    model.requires_grad_(False)  # inference: FlopCounterMode's module tracker trips over no_grad + parameters
+    from divot.tokenizer.model import autocast_context
+
+    with FlopCounterMode(display=False) as counter, autocast_context(torch.device(device), precision):
+        model(clips[:1])
     gflop = counter.get_total_flops() / 1e9
     run()  # warm-up
     times = []

@@ -1,0 +1,65 @@
+"""The ``divot`` command line: help everywhere, one-line errors, and the commands built so far."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from divot.cli import COMMANDS, main
+from divot.data.shapes import ClipSpec, ObjectSpec, render_clip
+from divot.data.writers import write_video
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: divot" in capsys.readouterr().out
+
+
+def test_tokenize_writes_tokens_for_every_clip(tmp_path):
+    spec = ClipSpec((ObjectSpec("circle", "red", "moves left"),))
+    frames = [render_clip(spec, size=32, rng=None) for _ in range(3)]  # 48 frames at 8 fps: 3 clips
+    video = write_video(np.concatenate(frames), tmp_path / "v.mp4")
+    tok_dir = tmp_path / "tok"
+    from divot.tokenizer import VideoTokenizer
+
+    VideoTokenizer.from_preset("tiny").save_pretrained(tok_dir)
+    out = tmp_path / "tokens.safetensors"
+    assert main(["tokenize", str(video), "--tokenizer", str(tok_dir), "--out", str(out), "--device", "cpu"]) == 0
+    tokens = load_file(str(out))["tokens"]
+    assert tokens.shape == (3, 16, 32)
+
+
+def test_tokenize_bad_video_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    code = main(["tokenize", str(bad), "--tokenizer", "tiny", "--out", str(tmp_path / "t.safetensors")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert "notes.mp4" in err[-1] and err[-1].startswith("divot tokenize: error:")
+
+
+def test_tokenize_unknown_tokenizer_is_named(tmp_path, capsys):
+    code = main(["tokenize", "x.mp4", "--tokenizer", str(tmp_path / "missing"), "--out", str(tmp_path / "t")])
+    assert code == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_convert_missing_checkpoint_is_named(tmp_path, capsys):
+    code = main(["convert", "tokenizer", "--tokenizer-ckpt", str(tmp_path / "Divot_tokenizer.bin"),
+                 "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "Divot_tokenizer.bin" in capsys.readouterr().err
+
+
+def test_demo_small_run_writes_report(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--num-train", "30", "--num-test", "10", "--show", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["probes"]) == {"colour", "shape", "motion"}
+    assert all(0.0 <= p["accuracy"] <= 1.0 for p in summary["probes"].values())
+    html = (out / "report.html").read_text()
+    assert "probe accuracy" in html and html.count("<img") == 2
