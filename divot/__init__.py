@@ -1,6 +1,7 @@
 """Divot: a diffusion-powered video tokenizer plugged into a language model."""
 
+from divot.diffusion import Detokenizer
 from divot.tokenizer import VideoTokenizer
 
 __version__ = "0.1.0"
-__all__ = ["VideoTokenizer", "__version__"]
+__all__ = ["Detokenizer", "VideoTokenizer", "__version__"]

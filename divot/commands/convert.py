@@ -27,6 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.set_defaults(_convert=_convert_tokenizer)
 
+    d = sub.add_parser("detokenizer", help="Divot_detokenizer_stage{1,2}.bin -> a Detokenizer directory",
+                       description="Convert a released de-tokenizer (U-Net diffusion_model.*, condition resampler "
+                                   "image_proj_model.*, VAE first_stage_model.*) to config.json + model.safetensors.")
+    d.add_argument("--ckpt", required=True, type=Path, help="Divot_detokenizer_stage1.bin or _stage2.bin")
+    d.add_argument("--tokenizer", required=True, type=Path,
+                   help="converted tokenizer directory: gives the unconditional (all-grey clip) tokens")
+    d.add_argument("--config", type=Path, default=None,
+                   help="JSON with the reference 'unet', 'image_proj_model' and 'ddconfig' arguments "
+                        "(default: the paper configuration)")
+    d.add_argument("--out", required=True, type=Path, help="output directory")
+    d.set_defaults(_convert=_convert_detokenizer)
+
 
 def _convert_tokenizer(args) -> int:
     from divot.convert.tokenizer import config_from_reference, convert_tokenizer
@@ -42,6 +54,47 @@ def _convert_tokenizer(args) -> int:
     model.save_pretrained(args.out)
     n = sum(p.numel() for p in model.parameters())
     logger.info("wrote %s (%.2f M parameters)", args.out, n / 1e6)
+    return 0
+
+
+def _convert_detokenizer(args) -> int:
+    import torch
+
+    from divot.convert.detokenizer import convert_detokenizer
+    from divot.diffusion.config import (
+        condition_config_from_reference,
+        unet_config_from_reference,
+        vae_config_from_reference,
+    )
+    from divot.diffusion.detokenizer import Detokenizer, DetokenizerConfig, detokenizer_preset
+    from divot.tokenizer import VideoTokenizer
+
+    config = detokenizer_preset("paper")
+    if args.config is not None:
+        if not args.config.is_file():
+            raise FileNotFoundError(f"config file not found: {args.config}")
+        data = json.loads(args.config.read_text())
+        missing = [k for k in ("unet", "image_proj_model", "ddconfig") if k not in data]
+        if missing:
+            raise ValueError(f"{args.config}: missing section(s) {missing}")
+        vae = vae_config_from_reference(data["ddconfig"], data.get("scale_factor", 0.18215))
+        config = DetokenizerConfig(
+            unet=unet_config_from_reference(data["unet"]),
+            condition=condition_config_from_reference(data["image_proj_model"]), vae=vae,
+            num_tokens=data.get("num_tokens", config.num_tokens),
+            frame_size=data.get("frame_size", config.frame_size),
+        )
+    tokenizer = VideoTokenizer.from_pretrained(args.tokenizer)
+    config.num_tokens = tokenizer.config.num_tokens
+    parts = convert_detokenizer(args.ckpt, config.unet, config.condition, config.vae, config.schedule,
+                                require_vae=True)
+    with torch.device("meta"):
+        model = Detokenizer(config)
+    model.unet, model.condition, model.vae = parts.unet, parts.condition, parts.vae.requires_grad_(False).eval()
+    model.uncond_tokens = torch.zeros(1, config.num_tokens, config.token_dim)
+    model.set_unconditional_tokens(tokenizer)
+    model.save_pretrained(args.out)
+    logger.info("wrote %s (%.1f M parameters)", args.out, sum(p.numel() for p in model.parameters()) / 1e6)
     return 0
 
 

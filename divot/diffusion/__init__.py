@@ -10,12 +10,22 @@ from divot.diffusion.config import (
     unet_preset,
     vae_preset,
 )
+from divot.diffusion.detokenizer import (
+    DETOKENIZER_PRESETS,
+    Detokenizer,
+    DetokenizerConfig,
+    detokenizer_preset,
+)
 from divot.diffusion.reference_sampler import reference_ddim_sample
 from divot.diffusion.sampling import sample_with_scheduler
 from divot.diffusion.schedule import classifier_free_guidance, make_scheduler
 from divot.diffusion.unet import VideoUNet
 
 __all__ = [
+    "DETOKENIZER_PRESETS",
+    "Detokenizer",
+    "DetokenizerConfig",
+    "detokenizer_preset",
     "ConditionResampler",
     "ConditionResamplerConfig",
     "ScheduleConfig",

@@ -129,5 +129,8 @@ def classifier_free_guidance(cond: torch.Tensor, uncond: torch.Tensor, scale: fl
         dims = list(range(1, cond.ndim))
         std_cond = cond.std(dim=dims, keepdim=True)
         std_out = out.std(dim=dims, keepdim=True)
-        out = rescale * (out * (std_cond / std_out)) + (1 - rescale) * out
+        # A constant output (e.g. a freshly initialised U-Net, whose last conv is zero) has std 0: keep the
+        # ratio finite there; everywhere else this is the reference expression bit for bit.
+        ratio = torch.where(std_out > 0, std_cond / std_out, torch.ones_like(std_out))
+        out = rescale * (out * ratio) + (1 - rescale) * out
     return out

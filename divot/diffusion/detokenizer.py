@@ -1,0 +1,224 @@
+"""The Divot de-tokenizer: tokens (b, q, d) -> video frames (b, 16, 3, H, W) by conditional video diffusion.
+
+    tokens --condition resampler--> context (b, 125, context_dim)
+    noise (b, c, t, h, w) --U-Net (v-prediction), CFG against the unconditional context--> x_0
+    x_0 --VAE decode per frame (paper) / identity (pixel-space tiny preset)--> frames in [-1, 1]
+
+The unconditional context is the tokenizer's output for an all-zero (mid-grey) clip through the condition
+resampler. The tokens of that clip are stored in the checkpoint (``uncond_tokens``, set from a tokenizer by
+``set_unconditional_tokens``); the context is computed once and cached while the model is in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from divot.constants import DENSE_FRAMES, FRAME_SIZE
+from divot.diffusion.condition import ConditionResampler
+from divot.diffusion.config import (
+    ConditionResamplerConfig,
+    ScheduleConfig,
+    UNetConfig,
+    VAEConfig,
+    condition_preset,
+    unet_preset,
+    vae_preset,
+)
+from divot.diffusion.reference_sampler import reference_ddim_sample
+from divot.diffusion.sampling import sample_with_scheduler
+from divot.diffusion.schedule import SCHEDULERS, make_scheduler
+from divot.diffusion.unet import VideoUNet
+from divot.diffusion.vae import build_vae, decode_latents, encode_frames
+from divot.hub import PretrainedMixin
+
+logger = logging.getLogger(__name__)
+
+SAMPLERS = ("reference", *sorted(SCHEDULERS))
+
+
+@dataclass
+class DetokenizerConfig:
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    condition: ConditionResamplerConfig = field(default_factory=ConditionResamplerConfig)
+    vae: VAEConfig | None = field(default_factory=VAEConfig)  # None: the U-Net denoises pixels directly
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    num_tokens: int = 64  # tokens per clip coming from the tokenizer (its num_queries)
+    num_frames: int = DENSE_FRAMES
+    frame_size: int = FRAME_SIZE
+    fs: int = 3  # frame-stride condition of the U-Net
+
+    def __post_init__(self):
+        if self.unet.in_channels != self.latent_channels or self.unet.out_channels != self.latent_channels:
+            raise ValueError(f"U-Net in/out channels ({self.unet.in_channels}/{self.unet.out_channels}) must equal "
+                             f"the {'VAE latent' if self.vae else 'pixel'} channels {self.latent_channels}")
+        if self.unet.context_dim != self.condition.output_dim:
+            raise ValueError(f"U-Net context_dim {self.unet.context_dim} != condition resampler output_dim "
+                             f"{self.condition.output_dim}")
+        if self.frame_size % self.pixels_per_latent or self.latent_size % self.unet.downsample_factor:
+            raise ValueError(f"frame_size {self.frame_size} must be divisible by {self.pixels_per_latent} x "
+                             f"{self.unet.downsample_factor} (VAE and U-Net downsampling)")
+
+    @property
+    def token_dim(self) -> int:
+        return self.condition.input_dim
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.z_channels if self.vae is not None else 3
+
+    @property
+    def pixels_per_latent(self) -> int:
+        return self.vae.downsample_factor if self.vae is not None else 1
+
+    @property
+    def latent_size(self) -> int:
+        return self.frame_size // self.pixels_per_latent
+
+
+def _tiny_config() -> DetokenizerConfig:
+    unet = unet_preset("tiny")
+    unet.in_channels = unet.out_channels = 3
+    unet.attention_resolutions = (2,)  # attention on the 16 x 16 level only: 32 x 32 pixels stay cheap
+    condition = condition_preset("tiny")
+    return DetokenizerConfig(unet=unet, condition=condition, vae=None, num_tokens=16, frame_size=32)
+
+
+DETOKENIZER_PRESETS = {
+    "paper": lambda: DetokenizerConfig(unet=unet_preset("paper"), condition=condition_preset("paper"),
+                                       vae=vae_preset("paper")),
+    "tiny": _tiny_config,  # pixel space, 16 frames x 32 x 32, tokens from the tiny tokenizer (16 x 32)
+}
+
+
+def detokenizer_preset(name: str) -> DetokenizerConfig:
+    if name not in DETOKENIZER_PRESETS:
+        raise ValueError(f"unknown de-tokenizer preset {name!r}; choose from {sorted(DETOKENIZER_PRESETS)}")
+    return copy.deepcopy(DETOKENIZER_PRESETS[name]())
+
+
+class Detokenizer(PretrainedMixin, nn.Module):
+    """Tokens (b, num_tokens, token_dim) -> frames (b, num_frames, 3, frame_size, frame_size) in [-1, 1].
+
+    Example::
+
+        detok = Detokenizer.from_preset("tiny")
+        frames = detok.decode(tokens, num_steps=20, sampler="dpmsolver++", generator=torch.Generator().manual_seed(0))
+    """
+
+    config_class = DetokenizerConfig
+    model_type = "divot_detokenizer"
+
+    def __init__(self, config: DetokenizerConfig):
+        super().__init__()
+        self.config = config
+        self.unet = VideoUNet(config.unet)
+        self.condition = ConditionResampler(config.condition)
+        self.vae = build_vae(config.vae).requires_grad_(False).eval() if config.vae is not None else None
+        self.register_buffer("uncond_tokens", torch.zeros(1, config.num_tokens, config.token_dim))
+        self._uncond_cache: torch.Tensor | None = None
+
+    @classmethod
+    def from_preset(cls, name: str) -> Detokenizer:
+        """A randomly initialised de-tokenizer from a named preset (``paper`` or ``tiny``)."""
+        return cls(detokenizer_preset(name))
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._uncond_cache = None  # weights may change: recompute when back in eval mode
+        super().train(mode)
+        if self.vae is not None:
+            self.vae.eval()  # frozen
+        return self
+
+    @torch.no_grad()
+    def set_unconditional_tokens(self, tokenizer: nn.Module) -> None:
+        """Store the tokenizer's tokens for an all-zero (mid-grey) clip: the unconditional input."""
+        cfg = tokenizer.config
+        was_training = tokenizer.training
+        tokenizer.eval()
+        param = next(tokenizer.parameters())
+        grey = torch.zeros(1, cfg.num_frames, 3, cfg.frame_size, cfg.frame_size, device=param.device)
+        tokens = tokenizer(grey).float()
+        tokenizer.train(was_training)
+        if tokens.shape[1:] != self.uncond_tokens.shape[1:]:
+            raise ValueError(f"tokenizer gives tokens {tuple(tokens.shape[1:])}, the de-tokenizer expects "
+                             f"{tuple(self.uncond_tokens.shape[1:])}")
+        self.uncond_tokens.copy_(tokens.to(self.uncond_tokens.device))
+        self._uncond_cache = None
+
+    def unconditional_context(self) -> torch.Tensor:
+        """(1, q, context_dim): condition resampler on the unconditional tokens; cached in eval mode."""
+        if self.training:
+            return self.condition(self.uncond_tokens)
+        cache = self._uncond_cache
+        if cache is None or cache.device != self.uncond_tokens.device:
+            with torch.no_grad():
+                cache = self._uncond_cache = self.condition(self.uncond_tokens)
+        return cache
+
+    def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str) -> None:
+        super().load_saved_state_dict(state_dict, where)
+        self._uncond_cache = None
+
+    def context(self, tokens: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if tokens.ndim != 3 or tokens.shape[1:] != (cfg.num_tokens, cfg.token_dim):
+            raise ValueError(f"tokens must be (b, {cfg.num_tokens}, {cfg.token_dim}), got {tuple(tokens.shape)}")
+        return self.condition(tokens)
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """v-prediction for latents x (b, c, t, h, w) at timesteps t (b,)."""
+        return self.unet(x, t, context, fs=self.config.fs)
+
+    def frames_to_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (b, t, 3, H, W) in [-1, 1] -> diffusion space x_0 (b, c, t, h, w)."""
+        video = rearrange(frames, "b t c h w -> b c t h w")
+        return encode_frames(self.vae, video) if self.vae is not None else video
+
+    def latents_to_frames(self, latents: torch.Tensor) -> torch.Tensor:
+        """Diffusion space (b, c, t, h, w) -> frames (b, t, 3, H, W) clamped to [-1, 1]."""
+        video = decode_latents(self.vae, latents) if self.vae is not None else latents
+        return rearrange(video, "b c t h w -> b t c h w").clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, num_steps: int = 50, guidance_scale: float = 7.5,
+               guidance_rescale: float = 0.7, sampler: str = "reference", eta: float = 1.0,
+               generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
+               progress: bool = True) -> torch.Tensor:
+        """Render tokens (b, num_tokens, token_dim) as frames (b, num_frames, 3, H, W) in [-1, 1].
+
+        ``sampler``: "reference" (the published DDIM: uniform steps 1, 21, ..., 981 for 50 steps, eta 1.0,
+        float16-rounded tables) or a diffusers scheduler: "ddim", "dpmsolver++", "euler", "unipc", "ddpm".
+        ``guidance_scale`` 1.0 disables classifier-free guidance. ``x_T`` fixes the initial noise.
+        """
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose from {list(SAMPLERS)}")
+        cfg = self.config
+        was_training = self.training
+        self.eval()
+        try:
+            cond = self.context(tokens.to(self.uncond_tokens.device, torch.float32))
+            b = cond.shape[0]
+            uncond = self.unconditional_context().expand(b, -1, -1) if guidance_scale != 1.0 else None
+            shape = (b, cfg.latent_channels, cfg.num_frames, cfg.latent_size, cfg.latent_size)
+            if x_T is None:
+                x_T = torch.randn(shape, generator=generator, device=cond.device)
+            elif tuple(x_T.shape) != shape:
+                raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
+            if sampler == "reference":
+                x0 = reference_ddim_sample(self.denoise, cond, uncond, x_T=x_T, num_steps=num_steps, eta=eta,
+                                           guidance=guidance_scale, guidance_rescale=guidance_rescale,
+                                           generator=generator, schedule=cfg.schedule, progress=progress)
+            else:
+                x0 = sample_with_scheduler(self.denoise, make_scheduler(sampler, cfg.schedule), x_T, cond, uncond,
+                                           guidance=guidance_scale, rescale=guidance_rescale, num_steps=num_steps,
+                                           generator=generator, progress=progress, eta=eta)
+            return self.latents_to_frames(x0)
+        finally:
+            self.train(was_training)

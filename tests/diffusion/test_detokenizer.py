@@ -1,0 +1,106 @@
+"""The high-level Detokenizer: decode API, unconditional context, save/load, converter CLI (golden)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from divot.cli import main
+from divot.diffusion import Detokenizer, DetokenizerConfig, detokenizer_preset
+from divot.diffusion.vae import decode_latents
+from divot.tokenizer import VideoTokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return Detokenizer.from_preset("tiny").eval()
+
+
+@pytest.mark.parametrize("sampler", ["reference", "ddim", "dpmsolver++", "euler", "unipc"])
+def test_decode_shapes_and_range(tiny, sampler):
+    cfg = tiny.config
+    tokens = torch.randn(2, cfg.num_tokens, cfg.token_dim)
+    frames = tiny.decode(tokens, num_steps=2, sampler=sampler, generator=torch.Generator().manual_seed(0),
+                         progress=False)
+    assert frames.shape == (2, cfg.num_frames, 3, cfg.frame_size, cfg.frame_size)
+    assert frames.min() >= -1 and frames.max() <= 1
+
+
+def test_decode_is_reproducible_with_a_seed(tiny):
+    tokens = torch.randn(1, tiny.config.num_tokens, tiny.config.token_dim)
+    a = tiny.decode(tokens, num_steps=2, sampler="dpmsolver++", generator=torch.Generator().manual_seed(3),
+                    progress=False)
+    b = tiny.decode(tokens, num_steps=2, sampler="dpmsolver++", generator=torch.Generator().manual_seed(3),
+                    progress=False)
+    assert torch.equal(a, b)
+
+
+def test_bad_inputs_are_named(tiny):
+    with pytest.raises(ValueError, match="tokens must be"):
+        tiny.decode(torch.randn(1, 3, 3), num_steps=1, progress=False)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        tiny.decode(torch.randn(1, 16, 32), sampler="magic", progress=False)
+    with pytest.raises(ValueError, match="unknown de-tokenizer preset"):
+        detokenizer_preset("huge")
+
+
+def test_unconditional_tokens_from_tokenizer_and_cache(tiny, tmp_path):
+    torch.manual_seed(1)
+    tokenizer = VideoTokenizer.from_preset("tiny").eval()
+    detok = Detokenizer.from_preset("tiny").eval()
+    detok.set_unconditional_tokens(tokenizer)
+    grey = torch.zeros(1, 5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(detok.uncond_tokens, tokenizer(grey))
+    first = detok.unconditional_context()
+    assert detok.unconditional_context() is first  # computed once
+    detok.save_pretrained(tmp_path / "d")
+    loaded = Detokenizer.from_pretrained(tmp_path / "d").eval()
+    assert torch.equal(loaded.uncond_tokens, detok.uncond_tokens)
+    assert torch.allclose(loaded.unconditional_context(), first)
+
+
+def test_config_mismatches_are_explained():
+    cfg = detokenizer_preset("tiny")
+    cfg.unet.context_dim = 32
+    with pytest.raises(ValueError, match="context_dim"):
+        DetokenizerConfig(unet=cfg.unet, condition=cfg.condition, vae=None, num_tokens=16, frame_size=32)
+
+
+@pytest.mark.golden
+def test_convert_cli_and_reference_decode_match_golden(golden_dir, tmp_path):
+    det_cfg = json.loads((golden_dir / "detokenizer_config.json").read_text())
+    vae_cfg = json.loads((golden_dir / "vae_config.json").read_text())
+    tok_dir = tmp_path / "tok"
+    tok_json = tmp_path / "tok.json"
+    tok_json.write_text((golden_dir / "tokenizer_config.json").read_text())
+    assert main(["convert", "tokenizer", "--tokenizer-ckpt", str(golden_dir / "tokenizer_official.safetensors"),
+                 "--clip-ckpt", str(golden_dir / "open_clip_visual.safetensors"), "--config", str(tok_json),
+                 "--out", str(tok_dir)]) == 0
+    ckpt = {**load_file(str(golden_dir / "detokenizer_official.safetensors")),
+            **load_file(str(golden_dir / "vae_official.safetensors"))}
+    torch.save(ckpt, tmp_path / "Divot_detokenizer_stage2.bin")
+    io = load_file(str(golden_dir / "detokenizer_io.safetensors"))
+    sampler_io = load_file(str(golden_dir / "sampler_io.safetensors"))
+    latent = io["x_t"].shape[-1]
+    down = 2 ** (len(vae_cfg["ddconfig"]["ch_mult"]) - 1)
+    (tmp_path / "ref.json").write_text(json.dumps({
+        "unet": det_cfg["unet"], "image_proj_model": det_cfg["image_proj_model"], "ddconfig": vae_cfg["ddconfig"],
+        "scale_factor": vae_cfg["scale_factor"], "frame_size": latent * down}))
+    out = tmp_path / "detok"
+    assert main(["convert", "detokenizer", "--ckpt", str(tmp_path / "Divot_detokenizer_stage2.bin"),
+                 "--tokenizer", str(tok_dir), "--config", str(tmp_path / "ref.json"), "--out", str(out)]) == 0
+    detok = Detokenizer.from_pretrained(out).eval()
+    with torch.no_grad():
+        context = detok.context(io["features"])
+        assert (context - io["context"]).abs().max() <= 1e-4
+        v = detok.denoise(io["x_t"], io["timestep"], context)
+        assert (v - io["model_output"]).abs().max() <= 1e-4
+    # Reference DDIM, 10 steps, eta 0, with the golden initial noise and unconditional context.
+    detok._uncond_cache = sampler_io["uncond_context"]
+    frames = detok.decode(io["features"], num_steps=10, eta=0.0, sampler="reference",
+                          x_T=sampler_io["ddim10_eta0.x_T"], progress=False)
+    expected = decode_latents(detok.vae, sampler_io["ddim10_eta0.final_latent"]).clamp(-1, 1)
+    assert (frames - expected.permute(0, 2, 1, 3, 4)).abs().max() <= 1e-4
