@@ -61,7 +61,7 @@ def run(args) -> int:
               for a in ("colour", "shape", "motion")}
     gifs = []
     recs, dense = records["held_out"]
-    for r, clip in list(zip(recs, dense, strict=False))[: args.show]:
+    for r, clip in zip(recs[: args.show], dense[: args.show], strict=True):
         gif = write_video(clip, out / "gifs" / f"{r['id']}.gif", fps=8)
         gifs.append((gif.relative_to(out).as_posix(), r["caption"]))
     summary = {

@@ -13,16 +13,12 @@ from divot.data.sampling import sample_clip_indices, sparse_indices
 from divot.data.transforms import to_sparse
 from divot.data.video import VideoDecodeError
 from divot.data.writers import write_video
+from tests.data.test_video import indexed_frames as video_indexed_frames
 
 
 def indexed_frames(n: int, h: int = 32, w: int = 32) -> np.ndarray:
-    """Flat frames whose red / green levels encode the frame number (robust to lossy codecs)."""
-    i = np.arange(n)
-    frames = np.empty((n, h, w, 3), dtype=np.uint8)
-    frames[..., 0] = (16 + 8 * (i % 28))[:, None, None]
-    frames[..., 1] = (16 + 8 * ((i // 28) % 28))[:, None, None]
-    frames[..., 2] = 128
-    return frames
+    """Square frames whose colour encodes the frame number (see tests/data/test_video.py)."""
+    return video_indexed_frames(n, h, w)
 
 
 def decode_clip_indices(clips: torch.Tensor) -> np.ndarray:
