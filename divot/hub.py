@@ -46,8 +46,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
     """Save tensors as safetensors atomically (contiguous copies, shared storage broken)."""
-    tensors = {k: v.detach().contiguous().clone() if v.data_ptr() else v.detach().contiguous()
-               for k, v in state_dict.items()}
+    tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
 

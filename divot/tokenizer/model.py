@@ -82,7 +82,7 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
                             else nn.Identity())
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> VideoTokenizer:
+    def from_preset(cls, name: str) -> VideoTokenizer:
         """Build a randomly initialised tokenizer from a named preset (``paper`` or ``tiny``)."""
         return cls(tokenizer_preset(name))
 
