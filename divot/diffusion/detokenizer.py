@@ -52,8 +52,13 @@ class DetokenizerConfig:
     num_frames: int = DENSE_FRAMES
     frame_size: int = FRAME_SIZE
     fs: int = 3  # frame-stride condition of the U-Net
+    # Pixel space only (vae None): fold patch_size x patch_size pixels into channels (a lossless space-to-depth
+    # "autoencoder"), so a tiny U-Net works on (3 p p, t, H/p, W/p) and trains several times faster on a CPU.
+    patch_size: int = 1
 
     def __post_init__(self):
+        if self.patch_size < 1 or (self.vae is not None and self.patch_size != 1):
+            raise ValueError(f"patch_size must be >= 1, and 1 with a VAE; got {self.patch_size}")
         if self.unet.in_channels != self.latent_channels or self.unet.out_channels != self.latent_channels:
             raise ValueError(f"U-Net in/out channels ({self.unet.in_channels}/{self.unet.out_channels}) must equal "
                              f"the {'VAE latent' if self.vae else 'pixel'} channels {self.latent_channels}")
@@ -70,11 +75,11 @@ class DetokenizerConfig:
 
     @property
     def latent_channels(self) -> int:
-        return self.vae.z_channels if self.vae is not None else 3
+        return self.vae.z_channels if self.vae is not None else 3 * self.patch_size**2
 
     @property
     def pixels_per_latent(self) -> int:
-        return self.vae.downsample_factor if self.vae is not None else 1
+        return self.vae.downsample_factor if self.vae is not None else self.patch_size
 
     @property
     def latent_size(self) -> int:
@@ -82,17 +87,20 @@ class DetokenizerConfig:
 
 
 def _tiny_config() -> DetokenizerConfig:
+    # Pixel space folded 2 x 2 into 12 channels: the U-Net sees (12, 16, 16, 16), about 5x cheaper to train on a
+    # CPU than (3, 16, 32, 32). Spatial attention on the 8 x 8 level only; no dropout.
     unet = unet_preset("tiny")
-    unet.in_channels = unet.out_channels = 3
-    unet.attention_resolutions = (2,)  # attention on the 16 x 16 level only: 32 x 32 pixels stay cheap
+    unet.in_channels = unet.out_channels = 12
+    unet.attention_resolutions = (2,)
+    unet.temporal_conv_dropout = 0.0
     condition = condition_preset("tiny")
-    return DetokenizerConfig(unet=unet, condition=condition, vae=None, num_tokens=16, frame_size=32)
+    return DetokenizerConfig(unet=unet, condition=condition, vae=None, num_tokens=16, frame_size=32, patch_size=2)
 
 
 DETOKENIZER_PRESETS = {
     "paper": lambda: DetokenizerConfig(unet=unet_preset("paper"), condition=condition_preset("paper"),
                                        vae=vae_preset("paper")),
-    "tiny": _tiny_config,  # pixel space, 16 frames x 32 x 32, tokens from the tiny tokenizer (16 x 32)
+    "tiny": _tiny_config,  # pixel space (2 x 2 folded), 16 frames x 32 x 32, tokens of the tiny tokenizer (16 x 32)
 }
 
 
@@ -178,13 +186,17 @@ class Detokenizer(PretrainedMixin, nn.Module):
 
     def frames_to_latents(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (b, t, 3, H, W) in [-1, 1] -> diffusion space x_0 (b, c, t, h, w)."""
-        video = rearrange(frames, "b t c h w -> b c t h w")
-        return encode_frames(self.vae, video) if self.vae is not None else video
+        if self.vae is not None:
+            return encode_frames(self.vae, rearrange(frames, "b t c h w -> b c t h w"))
+        p = self.config.patch_size
+        return rearrange(frames, "b t c (h p1) (w p2) -> b (c p1 p2) t h w", p1=p, p2=p)
 
     def latents_to_frames(self, latents: torch.Tensor) -> torch.Tensor:
         """Diffusion space (b, c, t, h, w) -> frames (b, t, 3, H, W) clamped to [-1, 1]."""
-        video = decode_latents(self.vae, latents) if self.vae is not None else latents
-        return rearrange(video, "b c t h w -> b t c h w").clamp(-1.0, 1.0)
+        if self.vae is not None:
+            return rearrange(decode_latents(self.vae, latents), "b c t h w -> b t c h w").clamp(-1.0, 1.0)
+        p = self.config.patch_size
+        return rearrange(latents, "b (c p1 p2) t h w -> b t c (h p1) (w p2)", p1=p, p2=p).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, num_steps: int = 50, guidance_scale: float = 7.5,

@@ -66,7 +66,18 @@ def test_config_mismatches_are_explained():
     cfg = detokenizer_preset("tiny")
     cfg.unet.context_dim = 32
     with pytest.raises(ValueError, match="context_dim"):
+        DetokenizerConfig(unet=cfg.unet, condition=cfg.condition, vae=None, num_tokens=16, frame_size=32,
+                          patch_size=2)
+    cfg = detokenizer_preset("tiny")
+    with pytest.raises(ValueError, match="pixel channels 3"):
         DetokenizerConfig(unet=cfg.unet, condition=cfg.condition, vae=None, num_tokens=16, frame_size=32)
+
+
+def test_pixel_patches_round_trip(tiny):
+    frames = torch.rand(2, 16, 3, 32, 32) * 2 - 1
+    latents = tiny.frames_to_latents(frames)
+    assert latents.shape == (2, 12, 16, 16, 16)
+    assert torch.equal(tiny.latents_to_frames(latents), frames)
 
 
 @pytest.mark.golden
