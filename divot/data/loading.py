@@ -32,7 +32,7 @@ def load_video_clips(
     ``rng=None`` is the deterministic evaluation policy; a generator randomises window starts (training).
     Raises FileNotFoundError / VideoDecodeError naming the file when it cannot be read.
     """
-    return _load(path, clip_indices_for(path, max_clips, rng), size)
+    return load_indexed_clips(path, clip_indices_for(path, max_clips, rng), size)
 
 
 def load_sparse_clips(
@@ -45,11 +45,11 @@ def load_sparse_clips(
 
     Same clips as ``load_video_clips``; only the sparse frames are decoded.
     """
-    return _load(path, sparse_indices(clip_indices_for(path, max_clips, rng)), size)
+    return load_indexed_clips(path, sparse_indices(clip_indices_for(path, max_clips, rng)), size)
 
 
-def _load(path: str | Path, indices: np.ndarray, size: int) -> torch.Tensor:
-    """Decode each distinct frame of ``indices`` (clips, t) in one read, transform it once, regroup."""
+def load_indexed_clips(path: str | Path, indices: np.ndarray, size: int = FRAME_SIZE) -> torch.Tensor:
+    """Frames at native ``indices`` (clips, t): each distinct frame decoded once -> (clips, t, 3, size, size)."""
     unique, inverse = np.unique(indices, return_inverse=True)  # (u,), (clips * t,)
     frames = frames_to_tensor(read_frames(path, unique), size)  # (u, 3, size, size)
     return frames[torch.from_numpy(inverse.reshape(indices.shape))]  # (clips, t, 3, size, size)

@@ -1,0 +1,172 @@
+"""Training data: annotation files -> video items -> random 2-second clips, with a resumable sampler.
+
+Annotation sources (``read_annotations``):
+  * a folder of videos (every video file in it),
+  * a JSONL / JSON list of records with ``video`` (or ``path``), optional ``caption``, ``attributes`` and
+    ``split`` (the shapes world's ``metadata.jsonl``),
+  * a CSV with a ``video`` / ``path`` column, or WebVid's ``videoid`` + ``page_dir`` columns
+    (``{video_root}/{page_dir}/{videoid}.mp4``) and ``name`` as the caption.
+Relative paths resolve against ``video_root`` (default: the annotation file's folder).
+
+Unreadable videos never stop a run: ``ClipDataset`` returns ``None`` for them and ``collate_clips`` drops
+them and counts them in the batch (``num_skipped``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from divot.constants import DENSE_FRAMES, MAX_CLIPS, SPARSE_INDICES
+from divot.data.loading import clip_indices_for, load_indexed_clips
+from divot.data.video import VideoDecodeError, list_videos
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoItem:
+    path: Path
+    caption: str | None = None
+    labels: dict = field(default_factory=dict)  # e.g. the first object's shape / colour / motion
+    split: str | None = None
+
+
+def read_annotations(source: str | Path, video_root: str | Path | None = None,
+                     split: str | None = None) -> list[VideoItem]:
+    """Video items from a folder, a JSONL / JSON or a CSV file (see the module docstring)."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"training data not found: {source}")
+    if source.is_dir():
+        items = [VideoItem(p) for p in list_videos(source, recursive=True)]
+    else:
+        root = Path(video_root) if video_root else source.parent
+        records = _read_records(source)
+        items = [_item(r, root, f"{source}:{i + 1}") for i, r in enumerate(records)]
+    if split is not None:
+        items = [it for it in items if it.split == split]
+    if not items:
+        raise ValueError(f"no videos in {source}" + (f" with split {split!r}" if split else ""))
+    return items
+
+
+def _read_records(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with path.open() as f:
+            return [json.loads(line) for line in f if line.strip()]
+    if suffix == ".json":
+        data = json.loads(path.read_text())
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of records")
+        return data
+    if suffix in (".csv", ".tsv"):
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    raise ValueError(f"unsupported annotation file {path} (use a folder, .jsonl, .json, .csv or .tsv)")
+
+
+def _item(record: dict, root: Path, where: str) -> VideoItem:
+    if "video" in record or "path" in record:
+        rel = Path(record.get("video") or record["path"])
+    elif "videoid" in record:  # WebVid
+        rel = Path(record.get("page_dir", "")) / f"{record['videoid']}.mp4"
+    else:
+        raise ValueError(f"{where}: a record needs 'video', 'path' or WebVid's 'videoid'; got keys {sorted(record)}")
+    attrs = record.get("attributes") or []
+    labels = dict(attrs[0]) if attrs and isinstance(attrs[0], dict) else {}
+    return VideoItem(path=rel if rel.is_absolute() else root / rel,
+                     caption=record.get("caption") or record.get("name"), labels=labels, split=record.get("split"))
+
+
+class ClipDataset(Dataset):
+    """Item i -> ``{"dense": (16, 3, S, S), "sparse": (5, 3, S, S), "index": i}`` in [-1, 1], or None when
+    the video cannot be read.
+
+    With ``random_window`` the clip is a random 2-second window (one of the sampler's clips, start jittered),
+    drawn from a generator seeded by (seed, epoch, i): the same item in the same epoch is the same clip, which
+    keeps resumed runs exact whatever the worker count. Without it, the first clip of the evaluation policy.
+    """
+
+    def __init__(self, items: list[VideoItem], frame_size: int, seed: int = 0, random_window: bool = True):
+        self.items = items
+        self.frame_size = frame_size
+        self.seed = seed
+        self.random_window = random_window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict | None:
+        item = self.items[i]
+        try:
+            if self.random_window:
+                rng = np.random.default_rng([self.seed, self.epoch, i])
+                windows = clip_indices_for(item.path, MAX_CLIPS, rng)  # (clips, 16)
+                indices = windows[rng.integers(len(windows))][None]
+            else:
+                indices = clip_indices_for(item.path, 1)
+            dense = load_indexed_clips(item.path, indices, self.frame_size)[0]  # (16, 3, S, S)
+        except (VideoDecodeError, FileNotFoundError, OSError, ValueError) as e:
+            logger.warning("skipping unreadable video %s: %s", item.path, e)
+            return None
+        if dense.shape[0] != DENSE_FRAMES:
+            logger.warning("skipping %s: got %d frames, expected %d", item.path, dense.shape[0], DENSE_FRAMES)
+            return None
+        return {"dense": dense, "sparse": dense[list(SPARSE_INDICES)], "index": i}
+
+
+def collate_clips(samples: list[dict | None]) -> dict:
+    """Stack the readable samples; ``num_items`` counts all, ``num_skipped`` the unreadable ones."""
+    good = [s for s in samples if s is not None]
+    batch: dict = {"num_items": len(samples), "num_skipped": len(samples) - len(good)}
+    if good:
+        for key in good[0]:
+            values = [s[key] for s in good]
+            batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else torch.tensor(values)
+    return batch
+
+
+class ResumableSampler(Sampler[int]):
+    """A shuffled pass over ``num_items`` per epoch, split across ranks, that can start mid-epoch.
+
+    ``set_position(epoch, offset)`` makes the next iteration yield this rank's indices of ``epoch`` from
+    position ``offset`` on; the permutation depends only on (seed, epoch).
+    """
+
+    def __init__(self, num_items: int, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        if num_items < 1:
+            raise ValueError("the sampler needs at least one item")
+        self.num_items, self.seed, self.rank, self.world_size, self.shuffle = num_items, seed, rank, world_size, shuffle
+        self.epoch, self.offset = 0, 0
+
+    def set_position(self, epoch: int, offset: int) -> None:
+        self.epoch, self.offset = epoch, offset
+
+    def _order(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+            order = torch.randperm(self.num_items, generator=g).tolist()
+        else:
+            order = list(range(self.num_items))
+        per_rank = -(-self.num_items // self.world_size)
+        order = (order * (1 + per_rank * self.world_size // self.num_items))[: per_rank * self.world_size]
+        return order[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        return max(0, -(-self.num_items // self.world_size) - self.offset)
+
+    def __iter__(self):
+        return iter(self._order()[self.offset :])

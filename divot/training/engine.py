@@ -1,0 +1,169 @@
+"""Run optimisation steps on one process (plain PyTorch) or on several (DeepSpeed ZeRO-2).
+
+Both engines expose the same small interface used by the training scripts::
+
+    out = engine(batch)            # the wrapped module's forward: a dict with "loss"
+    engine.backward(out["loss"])   # scaled for gradient accumulation
+    stepped, grad_norm = engine.step()   # clips, steps the optimiser and the schedule at accumulation boundaries
+
+"bf16" means bfloat16 autocast around the forward with float32 weights and optimiser state, under both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from divot.training.optim import OptimConfig, build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+
+def world_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from the launcher's environment (torchrun / deepspeed), else (0, 1, 0)."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def pick_device(name: str | None, local_rank: int = 0) -> torch.device:
+    """``name`` if given, else the local CUDA device when there is one, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(value: float, device: torch.device) -> float:
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+class TorchEngine:
+    """Single-process training: AdamW, warm-up + cosine, clipping, accumulation."""
+
+    is_deepspeed = False
+
+    def __init__(self, module: nn.Module, named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig):
+        self.module = module
+        self.cfg = cfg
+        self.params = [p for _, p in named_params]
+        self.optimizer = build_optimizer(named_params, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.micro_step = 0
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss / self.cfg.grad_accum).backward()
+        self.micro_step += 1
+
+    def step(self) -> tuple[bool, float | None]:
+        if self.micro_step % self.cfg.grad_accum:
+            return False, None
+        norm = None
+        if self.cfg.grad_clip > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return True, norm
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def save(self, folder: Path, is_main: bool) -> dict:
+        """Extra state for ``trainer.pt`` (the optimiser lives there for this engine)."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "micro_step": self.micro_step}
+
+    def load(self, folder: Path, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.micro_step = state["micro_step"]
+
+
+def deepspeed_config(cfg: OptimConfig, micro_batch_size: int, world_size: int, extra: dict | None = None) -> dict:
+    """A DeepSpeed config built from the run config (one source of truth), ZeRO stage 2 by default.
+
+    ``extra`` (a user's JSON, e.g. ``configs/deepspeed/zero2.json``) may tune ``zero_optimization`` and the
+    communication settings; batch sizes, accumulation and clipping always come from the run config.
+    """
+    config = {"zero_optimization": {"stage": 2, "overlap_comm": False, "contiguous_gradients": True},
+              "steps_per_print": 10**9, "wall_clock_breakdown": False}
+    for key, value in (extra or {}).items():
+        if key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                   "gradient_clipping", "optimizer", "scheduler", "fp16", "bf16"):
+            raise ValueError(f"deepspeed config key {key!r} is set by the run config (optim.* / batch_size / "
+                             "precision); remove it from the DeepSpeed JSON")
+        config[key] = value
+    config.update(train_micro_batch_size_per_gpu=micro_batch_size, gradient_accumulation_steps=cfg.grad_accum,
+                  train_batch_size=micro_batch_size * cfg.grad_accum * world_size,
+                  gradient_clipping=cfg.grad_clip)
+    return config
+
+
+class DeepSpeedEngine:
+    """The same interface over ``deepspeed.initialize`` (ZeRO-2: optimiser state and gradients sharded)."""
+
+    is_deepspeed = True
+
+    def __init__(self, module: nn.Module, named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig,
+                 micro_batch_size: int, extra_config: dict | None = None):
+        import deepspeed
+
+        self.cfg = cfg
+        optimizer = build_optimizer(named_params, cfg)
+        scheduler = build_scheduler(optimizer, cfg)
+        config = deepspeed_config(cfg, micro_batch_size, dist.get_world_size(), extra_config)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config)
+        self.module = module
+
+    def __call__(self, *args, **kwargs):
+        return self.engine(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps itself
+
+    def step(self) -> tuple[bool, float | None]:
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        self.engine.step()
+        if not boundary:
+            return False, None
+        norm = self.engine.get_global_grad_norm()
+        return True, None if norm is None else float(norm)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def save(self, folder: Path, is_main: bool) -> dict:
+        self.engine.save_checkpoint(str(folder), tag="deepspeed", save_latest=False)  # every rank writes
+        return {}
+
+    def load(self, folder: Path, state: dict) -> None:
+        path, _ = self.engine.load_checkpoint(str(folder), tag="deepspeed", load_module_strict=True)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}/deepspeed")
+
+
+def init_distributed(backend: str | None = None) -> None:
+    """Initialise the process group the launcher asked for (gloo on CPU, nccl on CUDA)."""
+    import deepspeed
+
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"))

@@ -1,0 +1,75 @@
+"""Run config of tokenizer / de-tokenizer training (stages T1, T2, T3 of DESIGN section 5).
+
+YAML files under ``configs/tokenizer/`` fill this dataclass; ``key.sub=value`` overrides on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from divot.diffusion.objective import LossConfig
+from divot.training.optim import OptimConfig
+
+STAGES = ("T1", "T2", "T3")
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # a folder of videos, or a .jsonl / .json / .csv annotation file
+    train_split: str | None = None  # keep only records with this "split" (e.g. "train" in the shapes world)
+    val: str | None = None  # default: the training source
+    val_split: str | None = None
+    video_root: str | None = None  # where relative video paths point (default: the annotation file's folder)
+    token_file: str | None = None  # T3: rows of tokens from the LLM (divot.data.token_files)
+    batch_size: int = 8  # per process, per micro-batch
+    num_workers: int = 0
+
+
+@dataclass
+class EvalConfig:
+    every: int = 500  # optimiser steps between evaluations (0: only at the end)
+    num_val: int = 16  # validation clips for the loss gap and the reconstructions
+    num_samples: int = 4  # clips shown in each reconstruction GIF
+    sampler: str = "dpmsolver++"
+    sample_steps: int = 20
+    guidance_scale: float = 1.0  # T1 trains without condition dropout: no guidance until T2
+    probe: bool = True  # linear probe of the tokens against the clips' attribute labels (if any)
+    num_probe_train: int = 256
+
+
+@dataclass
+class TokenizerTrainConfig:
+    stage: str = "T1"
+    tokenizer: str = "tiny"  # a preset name (random init) or a directory from save_pretrained
+    detokenizer: str = "tiny"
+    output_dir: str = "runs/tokenizer"
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cond_dropout: float = 0.0  # T2/T3: probability of replacing a clip's context by the unconditional one
+    train_condition: bool = True  # T2/T3: also train the condition resampler (else the U-Net alone)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast, float32 weights and optimiser state)
+    ema_decay: float = 0.999  # 0 disables the EMA; exported models carry the EMA weights
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    resume: str | None = "auto"  # "auto": continue from output_dir/checkpoints/latest if present; or a folder
+    seed: int = 0
+    device: str | None = None  # default: cuda if available, else cpu
+    deepspeed: str | None = None  # a DeepSpeed JSON (ZeRO settings); multi-process runs use ZeRO-2 anyway
+    max_minutes: float = 0.0  # stop cleanly (checkpoint + export) after this much wall time; 0: no limit
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if self.stage == "T1" and self.cond_dropout:
+            raise ValueError("stage T1 trains without condition dropout (DESIGN section 5); use T2")
+        if self.stage == "T3" and not self.data.token_file:
+            raise ValueError("stage T3 needs data.token_file (tokens written by the LLM's generation path)")
+        if self.stage != "T3" and not self.data.train:
+            raise ValueError("data.train must name a folder of videos or an annotation file")
