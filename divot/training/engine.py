@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -129,8 +130,9 @@ class DeepSpeedEngine:
         optimizer = build_optimizer(named_params, cfg)
         scheduler = build_scheduler(optimizer, cfg)
         config = deepspeed_config(cfg, micro_batch_size, dist.get_world_size(), extra_config)
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config)
+        with _scalar_safe_broadcast():
+            self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config)
         self.module = module
 
     def __call__(self, *args, **kwargs):
@@ -159,6 +161,32 @@ class DeepSpeedEngine:
         path, _ = self.engine.load_checkpoint(str(folder), tag="deepspeed", load_module_strict=True)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}/deepspeed")
+
+
+@contextmanager
+def _scalar_safe_broadcast():
+    """DeepSpeed (0.19) broadcasts every parameter as ``p.data.view(torch.uint8)`` when it starts, which fails
+    for 0-dim parameters such as the U-Net's image-gate ``alpha``. Give those a 1-element shape for the
+    broadcast only; the optimiser wrappers built afterwards see the real shapes."""
+    from deepspeed.runtime.engine import DeepSpeedEngine as _Engine
+
+    original = _Engine._broadcast_model
+
+    def broadcast(engine):
+        scalars = [p for p in engine.module.parameters() if p.dim() == 0]
+        for p in scalars:
+            p.data = p.data.reshape(1)
+        try:
+            original(engine)
+        finally:
+            for p in scalars:
+                p.data = p.data.reshape(())
+
+    _Engine._broadcast_model = broadcast
+    try:
+        yield
+    finally:
+        _Engine._broadcast_model = original
 
 
 def init_distributed(backend: str | None = None) -> None:

@@ -94,6 +94,13 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
     objective = DenoisingObjective(detok.config.schedule, cfg.loss)
     model = TokenizerDiffusionModel(cfg.stage, tokenizer, detok, objective, cfg.cond_dropout, cfg.precision)
     model.to(device)
+    # Data first: a missing file fails here, before any collective operation.
+    dataset = build_dataset(cfg, frame_size)
+    sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=rank, world_size=world)
+    loader_kwargs = dict(batch_size=cfg.data.batch_size, sampler=sampler, collate_fn=collate_clips,
+                         num_workers=cfg.data.num_workers, drop_last=False,
+                         generator=torch.Generator().manual_seed(cfg.seed))  # not the global RNG: exact resume
+    evaluator = Evaluator(cfg, model, device, out) if is_main else None
     named = trainable_named_parameters(model, cfg.train_condition)
     logger.info("stage %s: training %.2fM parameters on %s x %d process(es)", cfg.stage,
                 sum(p.numel() for _, p in named) / 1e6, device, world)
@@ -104,12 +111,6 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
         engine = TorchEngine(model, named, cfg.optim)
     ema = EMA(named, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
-    dataset = build_dataset(cfg, frame_size)
-    sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=rank, world_size=world)
-    loader_kwargs = dict(batch_size=cfg.data.batch_size, sampler=sampler, collate_fn=collate_clips,
-                         num_workers=cfg.data.num_workers, drop_last=False,
-                         generator=torch.Generator().manual_seed(cfg.seed))  # not the global RNG: exact resume
-    evaluator = Evaluator(cfg, model, device, out) if is_main else None
 
     manager = CheckpointManager(out / "checkpoints", cfg.keep_checkpoints)
     state = {"step": 0, "epoch": 0, "offset": 0, "skipped": 0, "clips": 0}

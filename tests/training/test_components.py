@@ -169,3 +169,16 @@ def test_deepspeed_config_comes_from_the_run_config():
     assert ds["train_batch_size"] == 16 and ds["gradient_clipping"] == 0.5 and ds["zero_optimization"]["stage"] == 2
     with pytest.raises(ValueError, match="set by the run config"):
         deepspeed_config(cfg, 2, 2, extra={"gradient_accumulation_steps": 8})
+
+
+@pytest.mark.parametrize("name", ["t1_shapes_tiny", "t2_shapes_tiny", "t3_shapes_tiny", "t1_paper", "t2_paper",
+                                  "t3_paper"])
+def test_shipped_run_configs_parse(name):
+    from pathlib import Path
+
+    from divot.config import load_yaml
+    from divot.training.tokenizer_config import TokenizerTrainConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "tokenizer" / f"{name}.yaml"
+    cfg = load_yaml(TokenizerTrainConfig, path)
+    assert cfg.stage == name[:2].upper()
