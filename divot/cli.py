@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("divot.commands.data", "generate datasets (the synthetic shapes world)"),
     "convert": ("divot.commands.convert", "convert released Divot checkpoints to this toolkit's format"),
     "tokenize": ("divot.commands.tokenize", "encode a video into Divot tokens and save them"),
+    "reconstruct": ("divot.commands.reconstruct",
+                    "video -> tokens -> de-tokenizer -> video, with PSNR / SSIM (one video or a folder)"),
     "demo": ("divot.commands.demo", "run the demo on the shapes world"),
 }
 
