@@ -83,3 +83,13 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"))  # (h, w, 3) uint8
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"cannot read image file {path}: {err}") from err
+
+
+def dense_frame_subset(num_frames: int, num_dense: int = DENSE_FRAMES) -> list[int]:
+    """Which of a clip's ``num_dense`` frames a de-tokenizer rendering ``num_frames`` frames stands for:
+    a constant stride where it divides (16 -> 8: 0, 2, ..., 14), else evenly spread."""
+    if not 1 <= num_frames <= num_dense:
+        raise ValueError(f"num_frames must be in 1..{num_dense}, got {num_frames}")
+    if num_dense % num_frames == 0:
+        return list(range(0, num_dense, num_dense // num_frames))
+    return np.floor(np.linspace(0, num_dense - 1, num_frames) + 0.5).astype(int).tolist()

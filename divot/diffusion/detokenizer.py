@@ -87,20 +87,24 @@ class DetokenizerConfig:
 
 
 def _tiny_config() -> DetokenizerConfig:
-    # Pixel space folded 2 x 2 into 12 channels: the U-Net sees (12, 16, 16, 16), about 5x cheaper to train on a
-    # CPU than (3, 16, 32, 32). Spatial attention on the 8 x 8 level only; no dropout.
+    # Pixel space folded 2 x 2 into 12 channels, 8 frames (every other frame of a 16-frame clip): the U-Net sees
+    # (12, 8, 16, 16). Spatial attention on the 8 x 8 level only, no extra temporal block after the stem, no
+    # dropout. About 4x cheaper to train on a CPU than (3, 16, 32, 32) with the full switch set.
     unet = unet_preset("tiny")
     unet.in_channels = unet.out_channels = 12
     unet.attention_resolutions = (2,)
     unet.temporal_conv_dropout = 0.0
+    unet.init_attention = False
+    unet.num_frames = 8
     condition = condition_preset("tiny")
-    return DetokenizerConfig(unet=unet, condition=condition, vae=None, num_tokens=16, frame_size=32, patch_size=2)
+    return DetokenizerConfig(unet=unet, condition=condition, vae=None, num_tokens=16, num_frames=8, frame_size=32,
+                             patch_size=2)
 
 
 DETOKENIZER_PRESETS = {
     "paper": lambda: DetokenizerConfig(unet=unet_preset("paper"), condition=condition_preset("paper"),
                                        vae=vae_preset("paper")),
-    "tiny": _tiny_config,  # pixel space (2 x 2 folded), 16 frames x 32 x 32, tokens of the tiny tokenizer (16 x 32)
+    "tiny": _tiny_config,  # pixel space (2 x 2 folded), 8 frames x 32 x 32, tokens of the tiny tokenizer (16 x 32)
 }
 
 

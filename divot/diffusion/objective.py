@@ -22,10 +22,13 @@ from divot.diffusion.schedule import make_ddpm_scheduler
 class LossConfig:
     foreground_weight: float = 1.0  # weight of object pixels relative to background ones
     foreground_threshold: float = 0.2  # |x_0 - clip median| (any channel, in x_0 units) that marks an object
+    # Timesteps t = floor(T (1 - u^p)), u uniform: p = 1 is uniform; p > 1 favours high noise levels, where the
+    # denoiser can only succeed through the condition (a tiny-preset training aid).
+    timestep_power: float = 1.0
 
     def __post_init__(self):
-        if self.foreground_weight < 1.0 or self.foreground_threshold <= 0:
-            raise ValueError(f"need foreground_weight >= 1 and foreground_threshold > 0, got {self}")
+        if self.foreground_weight < 1.0 or self.foreground_threshold <= 0 or self.timestep_power <= 0:
+            raise ValueError(f"need foreground_weight >= 1, foreground_threshold > 0, timestep_power > 0; got {self}")
 
 
 def foreground_weights(x0: torch.Tensor, weight: float, threshold: float) -> torch.Tensor:
@@ -47,8 +50,12 @@ class DenoisingObjective:
     def draw(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Gaussian noise like x_0 and uniform integer timesteps (b,)."""
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=torch.float32)
-        t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],), generator=generator,
-                          device=x0.device)
+        num = self.schedule.num_train_timesteps
+        if self.loss_cfg.timestep_power == 1.0:
+            t = torch.randint(0, num, (x0.shape[0],), generator=generator, device=x0.device)
+        else:
+            u = torch.rand(x0.shape[0], generator=generator, device=x0.device)
+            t = ((1.0 - u**self.loss_cfg.timestep_power) * num).long().clamp(0, num - 1)
         return noise, t
 
     def target_and_input(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from divot.constants import DENSE_FRAMES, MAX_CLIPS, NUM_SPARSE_FRAMES
 from divot.data.loading import load_video_clips
-from divot.data.transforms import to_sparse
+from divot.data.transforms import dense_frame_subset, to_sparse
 from divot.data.video import VideoDecodeError, list_videos
 from divot.eval.metrics import psnr, ssim
 from divot.hub import atomic_write_text
@@ -52,8 +52,8 @@ def check_compatible(tokenizer, detokenizer) -> None:
 
 
 def frame_subset(num_frames: int) -> list[int]:
-    """Which of the 16 dense frames a de-tokenizer rendering ``num_frames`` frames is compared with (evenly)."""
-    return np.floor(np.linspace(0, DENSE_FRAMES - 1, num_frames) + 0.5).astype(int).tolist()
+    """Which of the 16 dense frames a de-tokenizer rendering ``num_frames`` frames is compared with."""
+    return dense_frame_subset(num_frames)
 
 
 @torch.no_grad()

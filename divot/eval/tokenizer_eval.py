@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from divot.data.shapes.measure import mask_iou, measure_clip, object_mask
+from divot.data.transforms import dense_frame_subset
 from divot.diffusion.objective import DenoisingObjective
 from divot.eval.probe import linear_probe
 
@@ -29,17 +30,19 @@ def empty_clip_tokens(tokenizer, batch: int) -> torch.Tensor:
 @torch.no_grad()
 def conditioning_gap(detokenizer, objective: DenoisingObjective, dense: torch.Tensor, tokens: torch.Tensor,
                      empty_tokens: torch.Tensor, seed: int = 0, repeats: int = 4) -> dict:
-    """Mean validation loss with own tokens and with empty-clip tokens (same noise, same timesteps).
+    """Mean validation loss with own tokens and with empty-clip tokens (same noise, same uniform timesteps).
 
     ``dense`` (b, 16, 3, S, S) frames, ``tokens`` / ``empty_tokens`` (b, q, d). ``repeats`` noise draws per
     clip reduce the variance. Returns ``{"loss_own", "loss_empty", "gap"}`` with gap = 1 - own / empty.
     """
+    dense = dense[:, dense_frame_subset(detokenizer.config.num_frames, dense.shape[1])]
     x0 = detokenizer.frames_to_latents(dense)
     ctx_own, ctx_empty = detokenizer.context(tokens), detokenizer.context(empty_tokens)
     g = torch.Generator(device=x0.device).manual_seed(seed)
     own, empty = [], []
     for _ in range(repeats):
-        noise, t = objective.draw(x0, g)
+        noise = torch.randn(x0.shape, generator=g, device=x0.device)
+        t = torch.randint(0, objective.schedule.num_train_timesteps, (x0.shape[0],), generator=g, device=x0.device)
         own.append(objective.per_sample_loss(detokenizer.denoise, x0, ctx_own, noise, t))
         empty.append(objective.per_sample_loss(detokenizer.denoise, x0, ctx_empty, noise, t))
     loss_own, loss_empty = torch.cat(own).mean().item(), torch.cat(empty).mean().item()
@@ -56,8 +59,7 @@ def clip_agreement(real, generated) -> dict:
     or uint8 (t, H, W, 3); the generated clip may have fewer frames: the real one is subsampled to match)."""
     real, generated = torch.as_tensor(real), torch.as_tensor(generated)
     if real.shape[0] != generated.shape[0]:
-        idx = torch.linspace(0, real.shape[0] - 1, generated.shape[0]).round().long()
-        real = real[idx]
+        real = real[dense_frame_subset(generated.shape[0], real.shape[0])]
     m_real, m_gen = measure_clip(real), measure_clip(generated)
     real_u8 = ((real.float().clamp(-1, 1) + 1) * 127.5).numpy() if real.dtype != torch.uint8 else real.numpy()
     gen_u8 = ((generated.float().clamp(-1, 1) + 1) * 127.5).numpy() if generated.dtype != torch.uint8 \

@@ -56,11 +56,12 @@ class TorchEngine:
 
     is_deepspeed = False
 
-    def __init__(self, module: nn.Module, named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig):
+    def __init__(self, module: nn.Module, named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig,
+                 lr_scales: dict[str, float] | None = None):
         self.module = module
         self.cfg = cfg
         self.params = [p for _, p in named_params]
-        self.optimizer = build_optimizer(named_params, cfg)
+        self.optimizer = build_optimizer(named_params, cfg, lr_scales)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.micro_step = 0
 
@@ -84,7 +85,7 @@ class TorchEngine:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return max(g["lr"] for g in self.optimizer.param_groups)
 
     def save(self, folder: Path, is_main: bool) -> dict:
         """Extra state for ``trainer.pt`` (the optimiser lives there for this engine)."""
@@ -123,11 +124,11 @@ class DeepSpeedEngine:
     is_deepspeed = True
 
     def __init__(self, module: nn.Module, named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig,
-                 micro_batch_size: int, extra_config: dict | None = None):
+                 micro_batch_size: int, extra_config: dict | None = None, lr_scales: dict[str, float] | None = None):
         import deepspeed
 
         self.cfg = cfg
-        optimizer = build_optimizer(named_params, cfg)
+        optimizer = build_optimizer(named_params, cfg, lr_scales)
         scheduler = build_scheduler(optimizer, cfg)
         config = deepspeed_config(cfg, micro_batch_size, dist.get_world_size(), extra_config)
         with _scalar_safe_broadcast():
@@ -151,7 +152,7 @@ class DeepSpeedEngine:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return max(g["lr"] for g in self.optimizer.param_groups)
 
     def save(self, folder: Path, is_main: bool) -> dict:
         self.engine.save_checkpoint(str(folder), tag="deepspeed", save_latest=False)  # every rank writes

@@ -29,18 +29,23 @@ class OptimConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
-def param_groups(named_params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
-    """Two AdamW groups: matrices decay, 1-D tensors (biases, norm scales, gates) do not."""
-    decay = [p for _, p in named_params if p.ndim >= 2]
-    no_decay = [p for _, p in named_params if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def param_groups(named_params: list[tuple[str, nn.Parameter]], weight_decay: float, lr: float,
+                 lr_scales: dict[str, float] | None = None) -> list[dict]:
+    """AdamW groups: matrices decay, 1-D tensors (biases, norm scales, gates) do not; parameters whose name
+    starts with a key of ``lr_scales`` get ``lr * scale`` (e.g. a slower tokenizer under a fresh U-Net)."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in named_params:
+        scale = next((s for prefix, s in (lr_scales or {}).items() if name.startswith(prefix)), 1.0)
+        groups.setdefault((weight_decay if p.ndim >= 2 else 0.0, lr * scale), []).append(p)
+    return [{"params": ps, "weight_decay": wd, "lr": group_lr} for (wd, group_lr), ps in groups.items()]
 
 
-def build_optimizer(named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig) -> torch.optim.AdamW:
+def build_optimizer(named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig,
+                    lr_scales: dict[str, float] | None = None) -> torch.optim.AdamW:
     if not named_params:
         raise ValueError("nothing to train: no parameter requires gradients")
-    return torch.optim.AdamW(param_groups(named_params, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
-                             eps=cfg.eps)
+    return torch.optim.AdamW(param_groups(named_params, cfg.weight_decay, cfg.lr, lr_scales), lr=cfg.lr,
+                             betas=cfg.betas, eps=cfg.eps)
 
 
 def lr_factor(step: int, cfg: OptimConfig) -> float:

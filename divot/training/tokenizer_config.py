@@ -48,6 +48,7 @@ class TokenizerTrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cond_dropout: float = 0.0  # T2/T3: probability of replacing a clip's context by the unconditional one
+    tokenizer_lr_scale: float = 1.0  # T1: the tokenizer learns at optim.lr * this
     train_condition: bool = True  # T2/T3: also train the condition resampler (else the U-Net alone)
     precision: str = "fp32"  # "fp32" or "bf16" (autocast, float32 weights and optimiser state)
     ema_decay: float = 0.999  # 0 disables the EMA; exported models carry the EMA weights

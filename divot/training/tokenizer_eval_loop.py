@@ -11,6 +11,7 @@ from einops import rearrange
 
 from divot.data.datasets import ClipDataset, read_annotations
 from divot.data.token_files import TokenClipDataset, read_token_file
+from divot.data.transforms import dense_frame_subset
 from divot.data.writers import write_video
 from divot.eval.tokenizer_eval import (
     conditioning_gap,
@@ -54,10 +55,16 @@ class Evaluator:
         self.val, kept = _stack(ClipDataset(val_items, size, random_window=False), ec.num_val)
         self.val_labels = [val_items[i].labels for i in kept]
         if ec.probe and any(self.val_labels):
+            # Fit on the first training clips; score on the validation clips (held-out combinations in the
+            # shapes world) and on other training clips (in distribution).
             train_items = read_annotations(dc.train, dc.video_root, dc.train_split)
-            probe_set = ClipDataset(train_items[: ec.num_probe_train], size, random_window=False)
-            self.probe_train, kept = _stack(probe_set, ec.num_probe_train)
-            self.probe_labels = [train_items[i].labels for i in kept]
+            n_fit = min(ec.num_probe_train, max(1, len(train_items) * 3 // 4))
+            fit_items, test_items = train_items[:n_fit], train_items[n_fit : n_fit + ec.num_probe_train // 2]
+            self.probe_train, kept = _stack(ClipDataset(fit_items, size, random_window=False), n_fit)
+            self.probe_labels = [fit_items[i].labels for i in kept]
+            self.probe_test, kept = ({}, []) if not test_items else _stack(
+                ClipDataset(test_items, size, random_window=False), len(test_items))
+            self.probe_test_labels = [test_items[i].labels for i in kept]
             self.probe_items = True
 
     def _tokens(self, sparse: torch.Tensor) -> torch.Tensor:
@@ -87,6 +94,10 @@ class Evaluator:
             if self.probe_items:
                 train_tokens = self._tokens(self.probe_train["sparse"]).cpu()
                 result["probe"] = probe_attributes(train_tokens, self.probe_labels, tokens.cpu(), self.val_labels)
+                if self.probe_test:
+                    result["probe_in_dist"] = probe_attributes(train_tokens, self.probe_labels,
+                                                               self._tokens(self.probe_test["sparse"]).cpu(),
+                                                               self.probe_test_labels)
         finally:
             model.train(was_training)
         with (self.out / "eval.jsonl").open("a") as f:
@@ -106,8 +117,7 @@ class Evaluator:
                   progress=False)
         own = detok.decode(tokens, **kw)  # (n, t, 3, S, S)
         uncond = detok.decode(empty, **kw)
-        idx = torch.linspace(0, dense.shape[1] - 1, own.shape[1]).round().long()
-        real = dense[:, idx]
+        real = dense[:, dense_frame_subset(own.shape[1], dense.shape[1])]
         grid = torch.cat([real, own, uncond], dim=-1)  # real | own | empty, side by side
         path = self.out / "samples" / f"step-{step:08d}.gif"
         write_video(rearrange(grid, "n t c h w -> t c (n h) w"), path, fps=8.0)

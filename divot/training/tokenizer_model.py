@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from divot.data.transforms import dense_frame_subset
 from divot.diffusion.detokenizer import Detokenizer
 from divot.diffusion.objective import DenoisingObjective
 from divot.tokenizer.model import VideoTokenizer, autocast_context
@@ -52,7 +53,9 @@ class TokenizerDiffusionModel(nn.Module):
                 uncond = self.detokenizer.unconditional_context().to(context.dtype)
                 context = torch.where(drop[:, None, None], uncond.expand_as(context), context)
             with torch.no_grad():
-                x0 = self.detokenizer.frames_to_latents(batch["dense"])
+                dense = batch["dense"]  # (b, 16, 3, S, S) -> the frames the de-tokenizer renders
+                dense = dense[:, dense_frame_subset(self.detokenizer.config.num_frames, dense.shape[1])]
+                x0 = self.detokenizer.frames_to_latents(dense)
             loss = self.objective(self.detokenizer.denoise, x0, context)
         return {"loss": loss}
 

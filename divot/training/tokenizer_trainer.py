@@ -104,11 +104,12 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
     named = trainable_named_parameters(model, cfg.train_condition)
     logger.info("stage %s: training %.2fM parameters on %s x %d process(es)", cfg.stage,
                 sum(p.numel() for _, p in named) / 1e6, device, world)
+    lr_scales = {"tokenizer.": cfg.tokenizer_lr_scale}
     if distributed:
         extra = json.loads(Path(cfg.deepspeed).read_text()) if cfg.deepspeed else None
-        engine = DeepSpeedEngine(model, named, cfg.optim, cfg.data.batch_size, extra)
+        engine = DeepSpeedEngine(model, named, cfg.optim, cfg.data.batch_size, extra, lr_scales)
     else:
-        engine = TorchEngine(model, named, cfg.optim)
+        engine = TorchEngine(model, named, cfg.optim, lr_scales)
     ema = EMA(named, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
 

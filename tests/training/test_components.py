@@ -34,7 +34,7 @@ def test_no_weight_decay_on_vectors():
     model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
     opt = build_optimizer(list(model.named_parameters()), OptimConfig(weight_decay=0.1))
     decay, no_decay = opt.param_groups
-    assert [p.ndim for p in decay["params"]] == [2] and decay["weight_decay"] == 0.1
+    assert [p.ndim for p in decay["params"]] == [2] and decay["weight_decay"] == 0.1 and decay["lr"] == 1e-4
     assert len(no_decay["params"]) == 3 and no_decay["weight_decay"] == 0.0
 
 
