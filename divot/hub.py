@@ -128,3 +128,19 @@ class PretrainedMixin:
 
     def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str) -> None:
         load_state_dict_strict(self, state_dict, where)
+
+    @classmethod
+    def from_pretrained_or_preset(cls, spec: str | Path, device: str | torch.device | None = None,
+                                  warn_random: bool = True):
+        """A saved directory, else a named preset with random weights (logged as such unless training from
+        scratch says so); a name that is neither is a ``FileNotFoundError`` listing the presets."""
+        if Path(spec).is_dir():
+            return cls.from_pretrained(spec, device=device)
+        try:
+            model = cls.from_preset(str(spec))
+        except ValueError:
+            raise FileNotFoundError(f"{cls.__name__}: {str(spec)!r} is neither a directory nor a preset name "
+                                    f"({', '.join(sorted(cls.presets()))})") from None
+        if warn_random:
+            logger.warning("%s: using the %r preset with RANDOM weights", cls.__name__, str(spec))
+        return model.to(device or "cpu")

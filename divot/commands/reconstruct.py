@@ -45,15 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_detokenizer(spec: str, device=None):
     """A de-tokenizer from a directory, or a randomly initialised preset by name."""
-    from divot.diffusion import DETOKENIZER_PRESETS, Detokenizer
+    from divot.diffusion import Detokenizer
 
-    if Path(spec).is_dir():
-        return Detokenizer.from_pretrained(spec, device=device)
-    if spec in DETOKENIZER_PRESETS:
-        logger.warning("using the %r de-tokenizer preset with RANDOM weights", spec)
-        return Detokenizer.from_preset(spec).to(device or "cpu")
-    raise FileNotFoundError(f"de-tokenizer {spec!r} is neither a directory nor a preset "
-                            f"({sorted(DETOKENIZER_PRESETS)})")
+    return Detokenizer.from_pretrained_or_preset(spec, device)
 
 
 def run(args) -> int:

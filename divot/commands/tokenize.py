@@ -23,14 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_tokenizer(spec: str, device=None):
     """A tokenizer from a directory, or a randomly initialised preset by name."""
-    from divot.tokenizer import TOKENIZER_PRESETS, VideoTokenizer
+    from divot.tokenizer import VideoTokenizer
 
-    if Path(spec).is_dir():
-        return VideoTokenizer.from_pretrained(spec, device=device)
-    if spec in TOKENIZER_PRESETS:
-        logger.warning("using the %r preset with RANDOM weights", spec)
-        return VideoTokenizer.from_preset(spec).to(device or "cpu")
-    raise FileNotFoundError(f"tokenizer {spec!r} is neither a directory nor a preset ({sorted(TOKENIZER_PRESETS)})")
+    return VideoTokenizer.from_pretrained_or_preset(spec, device)
 
 
 def run(args) -> int:

@@ -140,6 +140,10 @@ class Detokenizer(PretrainedMixin, nn.Module):
         """A randomly initialised de-tokenizer from a named preset (``paper`` or ``tiny``)."""
         return cls(detokenizer_preset(name))
 
+    @staticmethod
+    def presets() -> list[str]:
+        return list(DETOKENIZER_PRESETS)
+
     def train(self, mode: bool = True):
         if mode:
             self._uncond_cache = None  # weights may change: recompute when back in eval mode

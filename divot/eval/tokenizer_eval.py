@@ -16,6 +16,7 @@ import torch
 from divot.data.shapes.measure import mask_iou, measure_clip, object_mask
 from divot.data.transforms import dense_frame_subset
 from divot.diffusion.objective import DenoisingObjective
+from divot.eval.metrics import psnr
 from divot.eval.probe import linear_probe
 
 
@@ -49,11 +50,6 @@ def conditioning_gap(detokenizer, objective: DenoisingObjective, dense: torch.Te
     return {"loss_own": loss_own, "loss_empty": loss_empty, "gap": 1.0 - loss_own / max(loss_empty, 1e-12)}
 
 
-def _psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    mse = float(((pred.astype(np.float64) - target.astype(np.float64)) ** 2).mean())
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
 def clip_agreement(real, generated) -> dict:
     """Pixel-measurement agreement of one generated clip with the real one (frames (t, 3, H, W) in [-1, 1]
     or uint8 (t, H, W, 3); the generated clip may have fewer frames: the real one is subsampled to match)."""
@@ -61,17 +57,21 @@ def clip_agreement(real, generated) -> dict:
     if real.shape[0] != generated.shape[0]:
         real = real[dense_frame_subset(generated.shape[0], real.shape[0])]
     m_real, m_gen = measure_clip(real), measure_clip(generated)
-    real_u8 = ((real.float().clamp(-1, 1) + 1) * 127.5).numpy() if real.dtype != torch.uint8 else real.numpy()
-    gen_u8 = ((generated.float().clamp(-1, 1) + 1) * 127.5).numpy() if generated.dtype != torch.uint8 \
-        else generated.numpy()
+    real_f, gen_f = _as_float(real), _as_float(generated)  # (t, 3, H, W) in [-1, 1]
     return {
         "colour": float(m_gen.colour is not None and m_gen.colour == m_real.colour),
         "shape": float(m_gen.shape is not None and m_gen.shape == m_real.shape),
         "motion": float(m_gen.motion is not None and m_gen.motion == m_real.motion),
         "mask_iou": mask_iou(object_mask(real), object_mask(generated)),
-        "psnr": _psnr(gen_u8, real_u8),
-        "psnr_black": _psnr(np.zeros_like(real_u8), real_u8),
+        "psnr": float(psnr(gen_f[None], real_f[None])[0]),
+        "psnr_black": float(psnr(torch.full_like(real_f, -1.0)[None], real_f[None])[0]),
     }
+
+
+def _as_float(frames: torch.Tensor) -> torch.Tensor:
+    if frames.dtype == torch.uint8:  # (t, H, W, 3) -> (t, 3, H, W) in [-1, 1]
+        return frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return frames.float().clamp(-1, 1)
 
 
 def reconstruction_scores(real: torch.Tensor, generated: torch.Tensor) -> dict:

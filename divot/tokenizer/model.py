@@ -86,6 +86,12 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
         """Build a randomly initialised tokenizer from a named preset (``paper`` or ``tiny``)."""
         return cls(tokenizer_preset(name))
 
+    @staticmethod
+    def presets() -> list[str]:
+        from divot.tokenizer.config import TOKENIZER_PRESETS
+
+        return list(TOKENIZER_PRESETS)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
+from divot.constants import DENSE_FPS
 from divot.data.datasets import ClipDataset, read_annotations
 from divot.data.token_files import TokenClipDataset, read_token_file
 from divot.data.transforms import dense_frame_subset
@@ -120,7 +121,8 @@ class Evaluator:
         real = dense[:, dense_frame_subset(own.shape[1], dense.shape[1])]
         grid = torch.cat([real, own, uncond], dim=-1)  # real | own | empty, side by side
         path = self.out / "samples" / f"step-{step:08d}.gif"
-        write_video(rearrange(grid, "n t c h w -> t c (n h) w"), path, fps=8.0)
+        fps = DENSE_FPS * own.shape[1] / dense.shape[1]  # real time whatever frame count the model renders
+        write_video(rearrange(grid, "n t c h w -> t c (n h) w"), path, fps=fps)
         scores_own = reconstruction_scores(real.cpu(), own.cpu())
         scores_empty = reconstruction_scores(real.cpu(), uncond.cpu())
         return {"recon_own": scores_own, "recon_empty": scores_empty, "samples": str(path)}

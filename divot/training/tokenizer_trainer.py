@@ -45,18 +45,10 @@ from divot.training.tokenizer_model import TokenizerDiffusionModel, trainable_na
 logger = logging.getLogger(__name__)
 
 
-def _load(cls, spec: str, what: str):
-    if Path(spec).is_dir():
-        return cls.from_pretrained(spec)
-    try:
-        return cls.from_preset(spec)
-    except ValueError:
-        raise FileNotFoundError(f"{what} {spec!r} is neither a directory nor a preset name") from None
-
-
 def build_models(cfg: TokenizerTrainConfig) -> tuple[VideoTokenizer | None, Detokenizer]:
-    tokenizer = _load(VideoTokenizer, cfg.tokenizer, "tokenizer") if cfg.stage != "T3" or cfg.tokenizer else None
-    detok = _load(Detokenizer, cfg.detokenizer, "detokenizer")
+    tokenizer = (VideoTokenizer.from_pretrained_or_preset(cfg.tokenizer, warn_random=False)
+                 if cfg.stage != "T3" or cfg.tokenizer else None)
+    detok = Detokenizer.from_pretrained_or_preset(cfg.detokenizer, warn_random=False)
     if tokenizer is not None:
         tc, dc = tokenizer.config, detok.config
         if (tc.num_tokens, tc.token_dim) != (dc.num_tokens, dc.token_dim) or tc.frame_size != dc.frame_size:
