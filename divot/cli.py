@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("divot.commands.tokenize", "encode a video into Divot tokens and save them"),
     "reconstruct": ("divot.commands.reconstruct",
                     "video -> tokens -> de-tokenizer -> video, with PSNR / SSIM (one video or a folder)"),
+    "cache-features": ("divot.commands.cache_features",
+                       "encode every clip of a video folder / annotation file once into a token cache"),
+    "export": ("divot.commands.export",
+               "merge a Divot-LLM training checkpoint (LoRA) into a DivotLLM directory (plain HF LLM + projections)"),
     "demo": ("divot.commands.demo", "run the demo on the shapes world"),
 }
 

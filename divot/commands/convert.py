@@ -1,4 +1,4 @@
-"""``divot convert tokenizer ...``: import released checkpoints."""
+"""``divot convert {tokenizer,detokenizer,llm} ...``: import released checkpoints."""
 
 from __future__ import annotations
 
@@ -38,6 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the paper configuration)")
     d.add_argument("--out", required=True, type=Path, help="output directory")
     d.set_defaults(_convert=_convert_detokenizer)
+
+    m = sub.add_parser("llm", help="merged llm/ + agent/pytorch_model.bin + tokenizer -> a DivotLLM directory",
+                       description="Convert a released Divot-LLM (Divot_pretrain / sft_comp / sft_gen): the merged "
+                                   "Hugging Face LLM, the agent projections (input_resampler.*, output_resampler.*) "
+                                   "and the tokenizer with the Divot tokens.")
+    m.add_argument("--llm-dir", required=True, type=Path, help="the merged Hugging Face LLM directory (llm/)")
+    m.add_argument("--agent-ckpt", required=True, type=Path,
+                   help="agent/pytorch_model.bin (or .safetensors) with input_resampler.* and output_resampler.*")
+    m.add_argument("--tokenizer-dir", required=True, type=Path,
+                   help="tokenizer directory with the Divot tokens (cvlm_mistral_instruct_tokenizer)")
+    m.add_argument("--num-queries", type=int, default=64,
+                   help="frame tokens per clip (not stored in the weights; 64 for the released models)")
+    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="dtype of the written weights")
+    m.add_argument("--out", required=True, type=Path, help="output directory")
+    m.set_defaults(_convert=_convert_llm)
 
 
 def _convert_tokenizer(args) -> int:
@@ -93,6 +109,18 @@ def _convert_detokenizer(args) -> int:
     model.unet, model.condition, model.vae = parts.unet, parts.condition, parts.vae.requires_grad_(False).eval()
     model.uncond_tokens = torch.zeros(1, config.num_tokens, config.token_dim)
     model.set_unconditional_tokens(tokenizer)
+    model.save_pretrained(args.out)
+    logger.info("wrote %s (%.1f M parameters)", args.out, sum(p.numel() for p in model.parameters()) / 1e6)
+    return 0
+
+
+def _convert_llm(args) -> int:
+    import torch
+
+    from divot.convert.llm import convert_llm
+
+    model = convert_llm(args.llm_dir, args.agent_ckpt, args.tokenizer_dir, args.num_queries,
+                        getattr(torch, args.dtype))
     model.save_pretrained(args.out)
     logger.info("wrote %s (%.1f M parameters)", args.out, sum(p.numel() for p in model.parameters()) / 1e6)
     return 0

@@ -37,6 +37,7 @@ class VideoItem:
     caption: str | None = None
     labels: dict = field(default_factory=dict)  # e.g. the first object's shape / colour / motion
     split: str | None = None
+    video_id: str | None = None  # the record's id (``id`` / ``video_id`` / ``q_uid`` / WebVid ``videoid``)
 
 
 def read_annotations(source: str | Path, video_root: str | Path | None = None,
@@ -74,6 +75,9 @@ def _read_records(path: Path) -> list[dict]:
     raise ValueError(f"unsupported annotation file {path} (use a folder, .jsonl, .json, .csv or .tsv)")
 
 
+_ID_KEYS = ("id", "video_id", "q_uid", "videoid")
+
+
 def _item(record: dict, root: Path, where: str) -> VideoItem:
     if "video" in record or "path" in record:
         rel = Path(record.get("video") or record["path"])
@@ -83,8 +87,10 @@ def _item(record: dict, root: Path, where: str) -> VideoItem:
         raise ValueError(f"{where}: a record needs 'video', 'path' or WebVid's 'videoid'; got keys {sorted(record)}")
     attrs = record.get("attributes") or []
     labels = dict(attrs[0]) if attrs and isinstance(attrs[0], dict) else {}
+    video_id = next((str(record[k]) for k in _ID_KEYS if record.get(k) not in (None, "")), None)
     return VideoItem(path=rel if rel.is_absolute() else root / rel,
-                     caption=record.get("caption") or record.get("name"), labels=labels, split=record.get("split"))
+                     caption=record.get("caption") or record.get("name"), labels=labels, split=record.get("split"),
+                     video_id=video_id)
 
 
 class ClipDataset(Dataset):

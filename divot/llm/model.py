@@ -1,0 +1,244 @@
+"""``DivotLLM``: a stock Hugging Face causal LM + the input projection + the GMM head.
+
+Comprehension: the embeddings at the frame-token positions of each input clip are replaced by the projected
+clip tokens (Linear d->h, GELU, Linear h->h; count-checked). Generation: the frame tokens of a generated clip stay
+learnable queries; they attend to each other bidirectionally (4D mask) and the LLM's last hidden states there
+(after the final norm) go through the GMM head. Loss = lm_weight x next-token CE + gmm_weight x GMM NLL / d.
+
+Saved as a directory: ``config.json`` (``DivotLLMConfig``), ``model.safetensors`` (the projections:
+``input_proj.*``, ``gmm_head.*``) and ``llm/``, a plain HF model directory with the tokenizer files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from divot.config import config_to_dict
+from divot.constants import IGNORE_INDEX
+from divot.hub import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    PretrainedMixin,
+    atomic_write_text,
+    check_keys,
+    load_state_dict_strict,
+    save_state_dict,
+)
+from divot.llm.config import LLM_PRESETS, DivotLLMConfig, llm_preset
+from divot.llm.generation import DivotGenerationMixin
+from divot.llm.gmm import GMMHead
+from divot.llm.masks import build_attention_mask_4d, rebase_additive
+from divot.llm.tokens import DivotTokenIds, add_special_tokens, resize_embeddings
+
+logger = logging.getLogger(__name__)
+
+LLM_SUBDIR = "llm"
+
+
+class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
+    """Divot-LLM. ``llm`` is any ``transformers`` causal LM; ``tokenizer`` (needed for generation and saving)
+    must hold the Divot tokens. Build with ``from_llm`` / ``from_preset`` / ``from_pretrained``."""
+
+    config_class = DivotLLMConfig
+    model_type = "divot-llm"
+
+    def __init__(self, config: DivotLLMConfig, llm: nn.Module, tokenizer=None):
+        super().__init__()
+        width = llm.get_input_embeddings().weight.shape[1]
+        if width != config.hidden_size:
+            raise ValueError(f"the LLM's hidden size is {width}, the Divot-LLM config expects {config.hidden_size}")
+        self.config = config
+        self.llm = llm
+        d, h = config.token_dim, config.hidden_size
+        self.input_proj = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, h))
+        self.gmm_head = GMMHead(h, d, config.gmm_components, config.var_min)
+        self.tokenizer = tokenizer
+        self.token_ids = DivotTokenIds.from_tokenizer(tokenizer) if tokenizer is not None else None
+        if tokenizer is not None and len(tokenizer) > llm.get_input_embeddings().weight.shape[0]:
+            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the LLM only "
+                             f"{llm.get_input_embeddings().weight.shape[0]} embedding rows")
+
+    # -- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_llm(cls, llm, tokenizer, config: DivotLLMConfig | None = None,
+                 dtype: torch.dtype | None = None) -> DivotLLM:
+        """Wrap a causal LM (a HF directory / hub name, a ``transformers`` config for random weights, or a
+        model) with fresh projections. Adds the Divot tokens to ``tokenizer`` (a path or an object) and grows
+        the embeddings with the Divot initialisation (new input rows = mean, new lm_head rows = 3 x mean)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+
+        if isinstance(tokenizer, (str, Path)):
+            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
+        if isinstance(llm, (str, Path)):
+            llm = AutoModelForCausalLM.from_pretrained(str(llm), dtype=dtype or torch.float32)
+        elif isinstance(llm, PretrainedConfig):
+            llm = AutoModelForCausalLM.from_config(llm, dtype=dtype or torch.float32)
+        add_special_tokens(tokenizer)
+        resize_embeddings(llm, len(tokenizer))
+        ids = DivotTokenIds.from_tokenizer(tokenizer)
+        llm.config.pad_token_id = ids.pad
+        width = llm.get_input_embeddings().weight.shape[1]
+        config = config if config is not None else DivotLLMConfig(hidden_size=width)
+        model = cls(config, llm, tokenizer)
+        if dtype is not None:
+            model.to(dtype)
+        return model
+
+    @classmethod
+    def from_preset(cls, name: str, tokenizer=None) -> DivotLLM:
+        """A preset with a freshly built, randomly initialised base LLM (``tiny``: a 2-layer Mistral).
+
+        Without ``tokenizer`` the ``tiny`` preset trains the small shapes-world tokenizer (a second or so).
+        """
+        config = llm_preset(name)
+        if tokenizer is None:
+            if name != "tiny":
+                raise ValueError(f"the {name!r} preset needs a tokenizer (e.g. Mistral-7B-Instruct's)")
+            from divot.llm.text_tokenizer import build_shapes_tokenizer
+
+            tokenizer = build_shapes_tokenizer(vocab_size=config.base.vocab_size)
+        base_vocab = len(tokenizer)
+        return cls.from_llm(config.base.to_hf(vocab_size=base_vocab), tokenizer, config)
+
+    @staticmethod
+    def presets() -> list[str]:
+        return sorted(LLM_PRESETS)
+
+    # -- saving / loading ---------------------------------------------------------------------------------
+    def projections(self) -> nn.ModuleDict:
+        """The Divot-owned modules (what ``model.safetensors`` holds)."""
+        return nn.ModuleDict({"input_proj": self.input_proj, "gmm_head": self.gmm_head})
+
+    def state_dict_for_saving(self) -> dict[str, torch.Tensor]:
+        return self.projections().state_dict()
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        if self.tokenizer is None:
+            raise ValueError("save_pretrained needs the tokenizer: build the model with one")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.llm.save_pretrained(directory / LLM_SUBDIR)
+        self.tokenizer.save_pretrained(directory / LLM_SUBDIR)
+        save_state_dict(self.state_dict_for_saving(), directory / WEIGHTS_NAME)
+        payload = {"model_type": self.model_type, **config_to_dict(self.config)}
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+        logger.info("saved DivotLLM to %s", directory)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> DivotLLM:
+        """Load a saved directory strictly (LLM keys, projection keys and shapes all checked)."""
+        from transformers import AutoTokenizer
+
+        directory = Path(directory)
+        config = cls.load_config(directory)
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"DivotLLM.from_pretrained: no {WEIGHTS_NAME} in {directory}")
+        llm = load_hf_llm_strict(directory / LLM_SUBDIR, dtype or torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / LLM_SUBDIR))
+        model = cls(config, llm, tokenizer)
+        load_state_dict_strict(model.projections(), load_file(str(weights)), str(weights))
+        if device is not None or dtype is not None:
+            model.to(device=device, dtype=dtype)
+        return model
+
+    # -- forward ------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.get_input_embeddings().weight.dtype
+
+    def embed(self, input_ids: torch.Tensor, cmp_mask: torch.Tensor | None = None,
+              cmp_clips: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings (b, s, h) with the projected clip tokens (n, q, d) at the ``cmp_mask`` positions.
+
+        The number of marked positions must equal n x q (clips in order of appearance, row-major)."""
+        embeds = self.llm.get_input_embeddings()(input_ids)  # (b, s, h)
+        q = self.config.num_queries
+        n_pos = int(cmp_mask.sum()) if cmp_mask is not None else 0
+        n_clips = cmp_clips.shape[0] if cmp_clips is not None else 0
+        if n_pos != n_clips * q:
+            raise ValueError(f"{n_pos} comprehension frame-token positions but {n_clips} clip(s) x {q} queries "
+                             f"= {n_clips * q} clip tokens")
+        if n_pos == 0:
+            return embeds
+        if tuple(cmp_clips.shape[1:]) != (q, self.config.token_dim):
+            raise ValueError(f"clip tokens must be (n, {q}, {self.config.token_dim}), got {tuple(cmp_clips.shape)}")
+        feats = self.input_proj(cmp_clips.to(device=embeds.device, dtype=embeds.dtype))  # (n, q, h)
+        return embeds.masked_scatter(cmp_mask.to(embeds.device)[..., None], feats.reshape(-1, feats.shape[-1]))
+
+    def hidden_and_logits(self, embeds: torch.Tensor, attention_mask_4d: torch.Tensor):
+        """Run the LLM on embeddings (b, s, h) with an additive mask (b, 1, s, s).
+
+        Returns the last hidden states after the final norm (b, s, h) and the logits (b, s, V)."""
+        mask = rebase_additive(attention_mask_4d.to(embeds.device), embeds.dtype)
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        return out.hidden_states[-1], out.logits  # transformers 5: hidden_states[-1] is the normed output
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A collated batch (``LLMCollator``) -> ``{"loss", "lm_loss", "gmm_loss"}`` (float32 scalars)."""
+        input_ids = batch["input_ids"]
+        device = input_ids.device
+        gen_mask = batch.get("gen_mask")
+        embeds = self.embed(input_ids, batch.get("cmp_mask"), batch.get("cmp_clips"))
+        mask = batch.get("attention_mask_4d")
+        if mask is None:
+            attn = batch.get("attention_mask", torch.ones_like(input_ids))
+            mask = build_attention_mask_4d(attn, gen_mask, self.config.num_queries)
+        hidden, logits = self.hidden_and_logits(embeds, mask)
+        lm_loss = causal_lm_loss(logits, batch["labels"].to(device))
+        gmm_loss = self.gmm_loss(hidden, gen_mask, batch.get("gen_clips"))
+        loss = self.config.lm_loss_weight * lm_loss + self.config.gmm_loss_weight * gmm_loss
+        return {"loss": loss, "lm_loss": lm_loss, "gmm_loss": gmm_loss}
+
+    def gmm_loss(self, hidden: torch.Tensor, gen_mask: torch.Tensor | None,
+                 gen_clips: torch.Tensor | None) -> torch.Tensor:
+        """GMM NLL / d of the target clips (n, q, d) at the query positions; 0 when there are none."""
+        q, d = self.config.num_queries, self.config.token_dim
+        n_pos = int(gen_mask.sum()) if gen_mask is not None else 0
+        n_clips = gen_clips.shape[0] if gen_clips is not None else 0
+        if n_pos != n_clips * q:
+            raise ValueError(f"{n_pos} generation query positions but {n_clips} target clip(s) x {q} queries "
+                             f"= {n_clips * q} clip tokens")
+        if n_pos == 0:
+            return hidden.new_zeros((), dtype=torch.float32)
+        queries = hidden[gen_mask.to(hidden.device)]  # (n*q, h)
+        targets = gen_clips.to(hidden.device).reshape(-1, d)  # (n*q, d)
+        return self.gmm_head.nll(queries, targets)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy (float32) over labels != IGNORE_INDEX; 0 if there are none."""
+    shift_logits = logits[:, :-1].float()  # (b, s-1, V)
+    shift_labels = labels[:, 1:]  # (b, s-1)
+    if not (shift_labels != IGNORE_INDEX).any():
+        return logits.new_zeros((), dtype=torch.float32)
+    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+def load_hf_llm_strict(directory: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """``AutoModelForCausalLM.from_pretrained`` that raises on missing, unexpected or mis-shaped weights."""
+    from transformers import AutoModelForCausalLM
+
+    directory = Path(directory)
+    if not (directory / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"no Hugging Face model in {directory} (config.json missing)")
+    llm, info = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, output_loading_info=True)
+    check_keys(sorted(info.get("missing_keys", ())), sorted(info.get("unexpected_keys", ())), str(directory))
+    mismatched = info.get("mismatched_keys") or ()
+    if mismatched:
+        raise ValueError(f"{directory}: shape mismatch for {len(mismatched)} tensor(s): {sorted(mismatched)[:10]}")
+    return llm.eval()
