@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("divot.commands.export",
                "merge a Divot-LLM training checkpoint (LoRA) into a DivotLLM directory (plain HF LLM + projections)"),
     "demo": ("divot.commands.demo", "run the demo on the shapes world"),
+    "ask": ("divot.commands.ask", "answer a question about a video"),
+    "caption": ("divot.commands.caption", "caption a video"),
+    "chat": ("divot.commands.chat", "talk about a video in the terminal (follow-up questions, /help)"),
+    "generate": ("divot.commands.generate", "generate a video (.mp4 / .gif) from a text prompt"),
+    "eval": ("divot.commands.eval", "run an evaluation task (`divot eval --help` lists them)"),
 }
 
 

@@ -1,0 +1,257 @@
+"""``Divot``: the video tokenizer, the Divot-LLM and the de-tokenizer behind one object.
+
+    model = Divot.from_pretrained("shapes-tiny")          # or a directory: tokenizer/ llm/ detokenizer/
+    model.ask("clip.mp4", "What colour is the object?")   # -> str
+    model.caption("clip.mp4")                             # -> str
+    chat = model.chat("clip.mp4"); chat.ask("What shape is it?"); chat.ask("And how does it move?")
+    model.generate_video("a red circle moves left").save("circle.gif")
+    model.tokens("clip.mp4")                              # (clips, q, d) float32
+
+Text decoding uses the reference settings (temperature 0.7, top-p 0.5; the LLM config's defaults); ``seed`` makes a
+call reproducible without touching the global random state, ``greedy=True`` decodes greedily. The library never
+picks a device: pass ``device`` to ``from_pretrained`` or call ``to``.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from divot.chat.bundled import DEFAULT_MODEL, resolve_model_path
+from divot.chat.video import Video, sparse_clips
+
+logger = logging.getLogger(__name__)
+
+PARTS = ("tokenizer", "llm", "detokenizer")  # subfolders of a Divot directory; the de-tokenizer is optional
+DECODING_KEYS = ("greedy", "temperature", "top_p", "max_new_tokens")
+
+
+class Divot:
+    """Tokenizer (video -> tokens), Divot-LLM (tokens <-> text) and an optional de-tokenizer (tokens -> video).
+
+    Build with ``from_pretrained`` (one directory or a bundled name), ``from_parts`` (three directories) or
+    ``from_components`` (models in memory). Without a de-tokenizer everything but ``generate_video`` works.
+
+    Example::
+
+        from divot import Divot
+        model = Divot.from_pretrained("shapes-tiny", device="cpu")
+        model.ask("clip.mp4", "What colour is the object?", seed=0)
+    """
+
+    def __init__(self, tokenizer, llm, detokenizer=None):
+        check_token_shapes(tokenizer, llm, detokenizer)
+        if llm.tokenizer is None:
+            raise ValueError("the DivotLLM has no text tokenizer: build it with one (from_pretrained / from_preset)")
+        from divot.llm.sequences import SequenceBuilder
+
+        self.tokenizer = tokenizer.eval()
+        self.llm = llm.eval()
+        self.detokenizer = detokenizer.eval() if detokenizer is not None else None
+        self.builder = SequenceBuilder.from_config(llm.tokenizer, llm.config)
+
+    # -- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_components(cls, tokenizer, llm, detokenizer=None) -> Divot:
+        """From models in memory: a ``VideoTokenizer``, a ``DivotLLM`` and optionally a ``Detokenizer``.
+
+        Their token shapes must agree (tokenizer num_tokens x token_dim = LLM num_queries x token_dim =
+        de-tokenizer num_tokens x token_dim), else a ``ValueError`` names both sides.
+
+        Example::
+
+            model = Divot.from_components(VideoTokenizer.from_preset("tiny"), DivotLLM.from_preset("tiny"),
+                                          Detokenizer.from_preset("tiny"))
+        """
+        return cls(tokenizer, llm, detokenizer)
+
+    @classmethod
+    def from_parts(cls, tokenizer: str | Path, llm: str | Path, detokenizer: str | Path | None = None,
+                   device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Divot:
+        """From three saved directories (``save_pretrained`` of each model). ``dtype`` applies to the LLM; the
+        tokenizer and de-tokenizer stay float32 (their numerics need it; the tokenizer autocasts on its own)."""
+        from divot.diffusion import Detokenizer
+        from divot.llm import DivotLLM
+        from divot.tokenizer import VideoTokenizer
+
+        for what, path in (("tokenizer", tokenizer), ("llm", llm), ("detokenizer", detokenizer)):
+            if path is not None and not Path(path).is_dir():
+                raise FileNotFoundError(f"{what} directory {path} does not exist")
+        return cls(
+            VideoTokenizer.from_pretrained(tokenizer, device=device),
+            DivotLLM.from_pretrained(llm, device=device, dtype=dtype),
+            Detokenizer.from_pretrained(detokenizer, device=device) if detokenizer is not None else None,
+        )
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | Path = DEFAULT_MODEL, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> Divot:
+        """From one directory holding ``tokenizer/``, ``llm/`` and (optionally) ``detokenizer/``, or a bundled
+        model name (``shapes-tiny``). A missing required part is a ``FileNotFoundError`` naming it.
+
+        Example::
+
+            model = Divot.from_pretrained("runs/shapes-model", device="cuda", dtype=torch.bfloat16)
+        """
+        root = resolve_model_path(path_or_name)
+        missing = [p for p in PARTS[:2] if not (root / p).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"model directory {root} lacks {' and '.join(m + '/' for m in missing)} (a Divot model directory "
+                f"holds {', '.join(p + '/' for p in PARTS)}; the de-tokenizer is optional)")
+        detokenizer = root / "detokenizer"
+        if not detokenizer.is_dir():
+            logger.info("%s has no detokenizer/: text only, generate_video is unavailable", root)
+            detokenizer = None
+        return cls.from_parts(root / "tokenizer", root / "llm", detokenizer, device=device, dtype=dtype)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``tokenizer/``, ``llm/`` and (if present) ``detokenizer/`` under ``directory``."""
+        directory = Path(directory)
+        self.tokenizer.save_pretrained(directory / "tokenizer")
+        self.llm.save_pretrained(directory / "llm")
+        if self.detokenizer is not None:
+            self.detokenizer.save_pretrained(directory / "detokenizer")
+        return directory
+
+    def to(self, device: str | torch.device) -> Divot:
+        """Move every part to ``device``; returns self."""
+        for part in (self.tokenizer, self.llm, self.detokenizer):
+            if part is not None:
+                part.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.device
+
+    # -- comprehension ------------------------------------------------------------------------------------
+    def tokens(self, video, max_clips: int | None = None, progress: bool = False) -> torch.Tensor:
+        """Tokens of a video (any input of ``divot.chat.video``): float32 (clips, q, d), up to ``max_clips``
+        (default 20) 2-second clips."""
+        from divot.constants import MAX_CLIPS
+
+        clips = sparse_clips(video, self.tokenizer.config.frame_size, MAX_CLIPS if max_clips is None else max_clips)
+        return self.tokenizer.encode(clips, progress=progress)  # (clips, q, d)
+
+    def ask(self, video, question: str, *, seed: int | None = None, **decoding) -> str:
+        """Answer ``question`` about ``video`` (one turn). ``decoding``: ``greedy``, ``temperature``, ``top_p``,
+        ``max_new_tokens``; ``seed`` makes sampling reproducible.
+
+        Example::
+
+            model.ask("clip.mp4", "What colour is the object?", seed=0)   # 'red'
+        """
+        return self.chat(video, seed=seed, **decoding).ask(question)
+
+    def caption(self, video, instruction: str | None = None, *, seed: int | None = None, **decoding) -> str:
+        """A caption of ``video``: the pretraining caption prompt (``<s> <vid> clips </vid>``), or a QA turn
+        with ``instruction`` (e.g. "Describe the video.") for instruction-tuned models."""
+        if instruction is not None:
+            return self.ask(video, instruction, seed=seed, **decoding)
+        prompt = self.builder.caption_prompt(self.tokens(video))
+        return self.generate_text(prompt, seed=seed, **decoding)
+
+    def chat(self, video=None, *, seed: int | None = None, **decoding):
+        """A ``Conversation`` about ``video`` that keeps its turns for follow-up questions.
+
+        Example::
+
+            chat = model.chat("clip.mp4")
+            chat.ask("What colour is the object?")
+            chat.ask("And its shape?")          # the first question and answer are in the prompt
+            chat.history                        # [(question, answer), ...]
+        """
+        from divot.chat.conversation import Conversation
+
+        check_decoding(decoding)
+        return Conversation(self, video, seed=seed, **decoding)
+
+    def generate_text(self, prompt, *, seed: int | None = None, **decoding) -> str:
+        """Text continuing an ``LLMSample`` prompt (``model.builder``'s ``qa_prompt`` ...)."""
+        check_decoding(decoding)
+        with seeded(seed, self.device):
+            return self.llm.generate_text(prompt, **decoding)
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def generate_video(self, prompt: str, *, num_clips: int = 1, seed: int = 0, num_steps: int = 20,
+                       guidance_scale: float = 7.5, guidance_rescale: float = 0.7, var_scale: float | None = None,
+                       sampler: str = "dpmsolver++", mode: str = "sample", template: str | None = "default",
+                       progress: bool = False) -> Video:
+        """A video for a text prompt: LLM -> GMM -> ``num_clips`` clips of tokens -> de-tokenizer.
+
+        Args:
+            prompt: what to show, e.g. "a red circle moves left".
+            num_clips: 2-second clips, rendered one after another.
+            seed: seeds both the GMM sampling and the diffusion noise (same seed, same video).
+            num_steps, sampler, guidance_scale, guidance_rescale: the de-tokenizer's sampling (``Detokenizer.decode``).
+            var_scale: GMM variance scale (default: the LLM config's, 0.1); ``mode``: "sample", "mean" or "top".
+            template: the instruction before the prompt; "default" is the first generation template
+                ("Generate a video of"), None sends the prompt alone inside [INST] ... [/INST].
+        Returns:
+            a ``Video`` of num_clips x frames-per-clip float frames (t, 3, H, W) in [-1, 1] at frames / 2 s fps.
+
+        Example::
+
+            model.generate_video("a blue square moves up", seed=1).save("square.mp4")
+        """
+        from divot.constants import CLIP_SECONDS
+        from divot.llm.sequences import GENERATION_TEMPLATES
+
+        if self.detokenizer is None:
+            raise ValueError("generate_video needs a de-tokenizer: this model has none (load a directory with "
+                             "detokenizer/, or pass one to Divot.from_components / from_parts)")
+        if num_clips < 1 or num_steps < 1:
+            raise ValueError(f"num_clips and num_steps must be >= 1, got {num_clips} and {num_steps}")
+        template = GENERATION_TEMPLATES[0] if template == "default" else template
+        sample = self.builder.generation_prompt(prompt, template=template)
+        llm_gen = torch.Generator(device=self.device).manual_seed(seed)
+        with seeded(seed, self.device):
+            out = self.llm.generate_video(sample, num_clips=num_clips, mode=mode, var_scale=var_scale,
+                                          generator=llm_gen)
+        detok_device = self.detokenizer.uncond_tokens.device
+        noise_gen = torch.Generator(device=detok_device).manual_seed(seed)
+        frames = self.detokenizer.decode(out.tokens.to(detok_device), num_steps=num_steps,
+                                         guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
+                                         sampler=sampler, generator=noise_gen, progress=progress)
+        per_clip = frames.shape[1]  # frames: (clips, f, 3, H, W)
+        return Video(frames.flatten(0, 1).float().cpu(), fps=per_clip / CLIP_SECONDS)
+
+    # Story telling (text interleaved with generated clips, the "story" format of DESIGN section 6) belongs
+    # here as a method beside generate_video, built from SequenceBuilder's story format; a later issue adds it.
+
+
+def check_token_shapes(tokenizer, llm, detokenizer=None) -> None:
+    """Raise a ``ValueError`` naming both sides when the parts disagree on tokens per clip x token width."""
+    tok = (tokenizer.config.num_tokens, tokenizer.config.token_dim)
+    lm = (llm.config.num_queries, llm.config.token_dim)
+    if tok != lm:
+        raise ValueError(f"the tokenizer gives {tok[0]} x {tok[1]} tokens per clip but the LLM expects "
+                         f"{lm[0]} x {lm[1]} (num_queries x token_dim)")
+    if detokenizer is not None:
+        de = (detokenizer.config.num_tokens, detokenizer.config.token_dim)
+        if de != lm:
+            raise ValueError(f"the LLM produces {lm[0]} x {lm[1]} tokens per clip but the de-tokenizer expects "
+                             f"{de[0]} x {de[1]} (num_tokens x token_dim)")
+
+
+def check_decoding(decoding: dict) -> None:
+    """Reject misspelt decoding options (``temprature=``) instead of ignoring them."""
+    unknown = sorted(set(decoding) - set(DECODING_KEYS))
+    if unknown:
+        raise ValueError(f"unknown decoding option(s) {unknown}; expected some of {list(DECODING_KEYS)}")
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device):
+    """Seed torch's global generators inside the block only (the state outside is restored); None: no-op."""
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,94 @@
+"""Options shared by the chat-style commands (``ask``, ``caption``, ``chat``, ``generate``): the model, the device,
+the decoding settings, and loading a ``Divot`` from them. Not a subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="shapes-tiny",
+                        help="a Divot model directory (tokenizer/, llm/, detokenizer/) or a bundled model name "
+                             "(default: shapes-tiny)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="LLM weights: auto = bfloat16 on cuda, float32 on cpu (default: auto)")
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed: same seed, same answer (default 0)")
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature (default: the model's, 0.7 for the reference settings)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling top-p (default: the model's, 0.5)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default: the model's)")
+
+
+def decoding_options(args) -> dict:
+    """Keyword arguments for ``Divot.ask`` / ``caption`` / ``chat`` from ``add_decoding_arguments`` options."""
+    if args.temperature is not None and args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    options = {"seed": args.seed, "greedy": args.greedy}
+    for key in ("temperature", "top_p", "max_new_tokens"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    return options
+
+
+def resolve_device(spec: str):
+    """``auto`` -> cuda if available, else cpu; anything else is checked (CUDA must exist for cuda devices)."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as err:
+        raise ValueError(f"--device {spec!r} is not a device (use auto, cpu, cuda or cuda:N)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: CUDA is not available on this machine")
+    return device
+
+
+def resolve_dtype(spec: str, device):
+    import torch
+
+    if spec == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec]
+
+
+def check_video(path: Path) -> Path:
+    """Fail fast (before loading a model) on a video path that does not exist or is not a file."""
+    if not path.exists():
+        raise FileNotFoundError(f"video file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"video path {path} is not a file")
+    return path
+
+
+def check_model(spec: str) -> Path:
+    """The model directory for ``--model`` (a directory or a bundled name); a one-line error otherwise."""
+    from divot.chat.bundled import resolve_model_path
+
+    return resolve_model_path(spec)
+
+
+def load_model(args):
+    """The ``Divot`` named by ``--model`` on ``--device``."""
+    from divot.chat import Divot
+
+    root = check_model(args.model)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    logger.info("loading %s on %s (%s)", root, device, str(dtype).removeprefix("torch."))
+    return Divot.from_pretrained(root, device=device, dtype=dtype)
