@@ -57,13 +57,17 @@ class TorchEngine:
     is_deepspeed = False
 
     def __init__(self, module: nn.Module, named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig,
-                 lr_scales: dict[str, float] | None = None):
+                 lr_scales: dict[str, float] | None = None, zero_unused_grads: bool = False):
         self.module = module
         self.cfg = cfg
         self.params = [p for _, p in named_params]
         self.optimizer = build_optimizer(named_params, cfg, lr_scales)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.micro_step = 0
+        # A parameter no sample of the step used has no gradient: AdamW would skip it. With this flag it gets
+        # a zero gradient instead (its moments decay, weight decay applies), which is what DeepSpeed's ZeRO
+        # optimisers do, so one process and many take the same steps.
+        self.zero_unused_grads = zero_unused_grads
 
     def __call__(self, *args, **kwargs):
         return self.module(*args, **kwargs)
@@ -76,6 +80,10 @@ class TorchEngine:
         if self.micro_step % self.cfg.grad_accum:
             return False, None
         norm = None
+        if self.zero_unused_grads:
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
         if self.cfg.grad_clip > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
         self.optimizer.step()
@@ -119,7 +127,9 @@ def deepspeed_config(cfg: OptimConfig, micro_batch_size: int, world_size: int, e
 
 
 class DeepSpeedEngine:
-    """The same interface over ``deepspeed.initialize`` (ZeRO-2: optimiser state and gradients sharded)."""
+    """The same interface over ``deepspeed.initialize`` (ZeRO-2: optimiser state and gradients sharded; ZeRO-3
+    also the parameters, when ``extra_config`` says so). With ZeRO-Offload of the optimiser
+    (``zero_optimization.offload_optimizer``) the AdamW is DeepSpeed's CPU Adam (same update rule)."""
 
     is_deepspeed = True
 
@@ -128,13 +138,16 @@ class DeepSpeedEngine:
         import deepspeed
 
         self.cfg = cfg
-        optimizer = build_optimizer(named_params, cfg, lr_scales)
+        offload = (extra_config or {}).get("zero_optimization", {}).get("offload_optimizer", {})
+        offload = offload.get("device", "none") not in ("none", None) if isinstance(offload, dict) else False
+        optimizer = build_optimizer(named_params, cfg, lr_scales, cpu_adam=offload)
         scheduler = build_scheduler(optimizer, cfg)
         config = deepspeed_config(cfg, micro_batch_size, dist.get_world_size(), extra_config)
         with _scalar_safe_broadcast():
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config)
         self.module = module
+        self.zero_stage = int(self.engine.zero_optimization_stage())
 
     def __call__(self, *args, **kwargs):
         return self.engine(*args, **kwargs)

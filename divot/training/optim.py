@@ -41,9 +41,15 @@ def param_groups(named_params: list[tuple[str, nn.Parameter]], weight_decay: flo
 
 
 def build_optimizer(named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig,
-                    lr_scales: dict[str, float] | None = None) -> torch.optim.AdamW:
+                    lr_scales: dict[str, float] | None = None, cpu_adam: bool = False) -> torch.optim.Optimizer:
+    """AdamW over ``named_params``; ``cpu_adam``: DeepSpeed's CPU AdamW (for ZeRO-Offload), same update."""
     if not named_params:
         raise ValueError("nothing to train: no parameter requires gradients")
+    if cpu_adam:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(param_groups(named_params, cfg.weight_decay, cfg.lr, lr_scales), lr=cfg.lr,
+                                betas=cfg.betas, eps=cfg.eps, adamw_mode=True)
     return torch.optim.AdamW(param_groups(named_params, cfg.weight_decay, cfg.lr, lr_scales), lr=cfg.lr,
                              betas=cfg.betas, eps=cfg.eps)
 
