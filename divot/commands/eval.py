@@ -2,7 +2,8 @@
 
 Each entry maps a task name to (module, one-line help); the module defines ``add_arguments(parser)`` and
 ``run(args) -> int``, like the subcommands in ``divot.cli.COMMANDS``. ``divot eval TASK --help`` shows a task's
-options. The benchmark tasks (EgoSchema, MSVD-QA, ...) are registered here when they are added.
+options. The benchmark tasks live in ``divot.eval.tasks``; their options (the same as ``python -m eval.TASK``)
+in ``divot.commands.eval_tasks``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# task name -> (module, one-line help). Empty until the benchmark tasks land.
-TASKS: dict[str, tuple[str, str]] = {}
+# task name -> (module, one-line help).
+TASKS: dict[str, tuple[str, str]] = {
+    "egoschema": ("divot.commands.eval_tasks.egoschema",
+                  "EgoSchema five-way multiple choice (subset accuracy + full-set submission)"),
+    "msvd-qa": ("divot.commands.eval_tasks.msvd_qa",
+                "MSVD-QA open-ended (exact / contains match, optional LLM judge)"),
+    "activitynet-qa": ("divot.commands.eval_tasks.activitynet_qa",
+                       "ActivityNet-QA open-ended (exact / contains match, optional LLM judge)"),
+    "nextqa": ("divot.commands.eval_tasks.nextqa", "NExT-QA multiple choice (csv), accuracy per question type"),
+}
 
 
 def task_list() -> str:

@@ -44,8 +44,8 @@ def conditioning_gap(detokenizer, objective: DenoisingObjective, dense: torch.Te
     for _ in range(repeats):
         noise = torch.randn(x0.shape, generator=g, device=x0.device)
         t = torch.randint(0, objective.schedule.num_train_timesteps, (x0.shape[0],), generator=g, device=x0.device)
-        own.append(objective.per_sample_loss(detokenizer.denoise, x0, ctx_own, noise, t))
-        empty.append(objective.per_sample_loss(detokenizer.denoise, x0, ctx_empty, noise, t))
+        own.append(objective.per_sample_loss(detokenizer.predict, x0, ctx_own, noise, t))
+        empty.append(objective.per_sample_loss(detokenizer.predict, x0, ctx_empty, noise, t))
     loss_own, loss_empty = torch.cat(own).mean().item(), torch.cat(empty).mean().item()
     return {"loss_own": loss_own, "loss_empty": loss_empty, "gap": 1.0 - loss_own / max(loss_empty, 1e-12)}
 

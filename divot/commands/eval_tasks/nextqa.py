@@ -1,0 +1,14 @@
+"""``divot eval nextqa``: options in ``divot.commands.eval_tasks``, the task in ``divot.eval.tasks.nextqa``."""
+
+from divot.commands.eval_tasks import add_task_arguments, run_task
+
+TASK = "nextqa"
+
+
+def add_arguments(parser) -> None:
+    add_task_arguments(parser, TASK)
+
+
+def run(args) -> int:
+    return run_task(TASK, args)
+

@@ -1,0 +1,154 @@
+"""A ``divot`` model for the lmms-eval harness (``pip install lmms-eval``; not a dependency of divot).
+
+    lmms-eval --model divot --model_args pretrained=shapes-tiny,device=cuda --tasks egoschema_subset_mcppl
+
+Registration: the entry point ``divot = "divot.eval.lmms:model_manifest"`` in the group ``lmms_eval.models``
+(pyproject.toml). lmms-eval 0.7's ``ModelRegistryV2.load_entrypoint_manifests`` (lmms_eval/models/
+registry_v2.py) loads that group and accepts a callable returning a ``ModelManifest``; the class is then
+imported from ``simple_class_path`` and checked to subclass ``lmms_eval.api.model.lmms`` with
+``is_simple = True``. Without lmms-eval installed the class derives from a small stand-in, so it can be
+imported and unit-tested with request objects that only have ``.args``.
+
+Requests (lmms_eval/api/task.py ``construct_requests``, models/simple/llava_vid.py):
+- ``loglikelihood``: ``args = (context, continuation, doc_to_visual, doc_id, task, split)``; the visuals are
+  ``doc_to_visual(self.task_dict[task][split][doc_id])`` (video paths). Returns ``(value, is_greedy)`` per
+  request. **The value is the loss** (mean negative log-likelihood per continuation token), not a log
+  probability: lmms-eval's multiple-choice scoring takes ``np.argmin`` of the values ("since we return the
+  actual loss in many model loglikelihood we just use the argmin here", api/task.py
+  ``process_results``), EgoSchema's ``egoschema_process_results`` (tasks/egoschema/utils.py) picks the
+  option with the lowest value, and llava_vid returns ``outputs["loss"]`` the same way. So the option the
+  harness picks is the one with the highest mean log-likelihood, as in ``divot eval egoschema --mode ll``.
+- ``generate_until``: ``args = (context, gen_kwargs, doc_to_visual, doc_id, task, split)``; ``gen_kwargs``
+  may hold ``until`` (str or list), ``max_new_tokens``, ``temperature`` (0 = greedy), ``do_sample``,
+  ``top_p``. The text is cut at the first ``until`` string.
+
+The prompt is the Divot-LLM QA turn ``<s>[INST] <vid> clips </vid> {context} [/INST]\\n``; each video is
+tokenized once and kept for the requests that share it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+try:  # the harness's base class when it is installed
+    from lmms_eval.api.model import lmms as _LMMSBase
+except ImportError:  # a stand-in with what the harness's base provides and this class uses
+    class _LMMSBase:  # noqa: N801 - mirrors lmms_eval.api.model.lmms
+        is_simple = True
+
+        def __init__(self) -> None:
+            self._rank, self._world_size, self.task_dict = 0, 1, {}
+
+        @property
+        def rank(self) -> int:
+            return self._rank
+
+        @property
+        def world_size(self) -> int:
+            return self._world_size
+
+
+def model_manifest():
+    """The entry point's payload: ``ModelManifest("divot", simple_class_path="divot.eval.lmms.DivotLMMs")``."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id="divot", simple_class_path="divot.eval.lmms.DivotLMMs")
+
+
+class DivotLMMs(_LMMSBase):
+    """lmms-eval model ``divot``. ``model_args``: ``pretrained`` (a Divot directory or bundled name),
+    ``device`` (auto, cpu, cuda ...), ``dtype`` (auto, float32, bfloat16), ``max_clips``. ``divot`` passes a
+    loaded ``Divot`` instead (tests)."""
+
+    is_simple = True
+
+    def __init__(self, pretrained: str = "shapes-tiny", device: str = "auto", dtype: str = "auto",
+                 max_clips: int | None = None, batch_size: int = 1, divot=None, **kwargs):
+        super().__init__()
+        if kwargs:
+            logger.warning("divot lmms-eval model: ignoring unknown model_args %s", sorted(kwargs))
+        if divot is None:  # the harness is the entry point here, so this class picks the device
+            from divot.chat import Divot
+
+            dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+            if dtype == "auto":
+                dtype = "bfloat16" if dev.type == "cuda" else "float32"
+            divot = Divot.from_pretrained(pretrained, device=dev, dtype=getattr(torch, dtype))
+        self.model = divot
+        self.max_clips = int(max_clips) if max_clips is not None else None
+        self.batch_size = int(batch_size)
+        self._tokens: dict[str, torch.Tensor] = {}
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+    def _clips(self, doc_to_visual, doc_id, task, split):
+        """Clip tokens (clips, q, d) of the request's first video, or None for a text-only request."""
+        if doc_to_visual is None:
+            return None
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+        visuals = [v for v in (visuals or []) if v is not None]
+        if not visuals:
+            return None
+        if len(visuals) > 1:
+            logger.debug("divot lmms-eval model: %d visuals for %s/%s, using the first", len(visuals), task, doc_id)
+        key = str(visuals[0])
+        if key not in self._tokens:
+            self._tokens[key] = self.model.tokens(visuals[0], max_clips=self.max_clips)
+        return self._tokens[key]
+
+    @torch.no_grad()
+    def _continuation(self, prompt, continuation: str) -> tuple[float, bool]:
+        """(mean NLL per token, every token greedy) of ``continuation`` after ``prompt``: one forward pass."""
+        llm = self.model.llm
+        cont = self.model.builder.encode(continuation)
+        if not cont:
+            raise ValueError(f"continuation {continuation!r} encodes to no tokens")
+        dev = llm.device
+        ids = torch.cat([prompt.input_ids, torch.tensor(cont)])[None].to(dev)  # (1, s + m)
+        cmp = torch.zeros_like(ids, dtype=torch.bool)
+        cmp[0, : len(prompt)] = prompt.cmp_mask.to(dev)
+        embeds = llm.embed(ids, cmp, prompt.cmp_clips.to(dev))
+        logits = llm.llm(inputs_embeds=embeds).logits[0, len(prompt) - 1 : -1].float()  # (m, V)
+        target = ids[0, len(prompt):]
+        logp = logits.log_softmax(-1).gather(-1, target[:, None])[:, 0]  # (m,)
+        # "greedy" as Divot's text generation decodes: frame placeholders and <vid> </vid> are never text
+        token_ids = self.model.builder.ids
+        logits[:, token_ids.placeholders() + [token_ids.vid_start, token_ids.vid_end]] = float("-inf")
+        return float(-logp.mean()), bool((logits.argmax(-1) == target).all())
+
+    # -- the harness's API ----------------------------------------------------------------------------------
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        """``(loss, is_greedy)`` per request; lower loss = more likely (the harness takes the argmin)."""
+        out = []
+        for req in tqdm(requests, desc="divot loglikelihood", disable=self.rank != 0):
+            context, continuation, doc_to_visual, doc_id, task, split = req.args
+            prompt = self.model.builder.qa_prompt(self._clips(doc_to_visual, doc_id, task, split), context)
+            out.append(self._continuation(prompt, continuation))
+        return out
+
+    def generate_until(self, requests) -> list[str]:
+        out = []
+        for req in tqdm(requests, desc="divot generate", disable=self.rank != 0):
+            context, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
+            gen_kwargs = dict(gen_kwargs or {})
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            temperature = float(gen_kwargs.get("temperature", 0) or 0)
+            greedy = not gen_kwargs.get("do_sample", False) or temperature == 0
+            decoding = {"greedy": greedy, "max_new_tokens": int(gen_kwargs.get("max_new_tokens", 32))}
+            if not greedy:
+                decoding.update(temperature=temperature, top_p=float(gen_kwargs.get("top_p", 1.0)))
+            prompt = self.model.builder.qa_prompt(self._clips(doc_to_visual, doc_id, task, split), context)
+            text = self.model.generate_text(prompt, **decoding)
+            for stop in until:
+                if stop and stop in text:
+                    text = text.split(stop, 1)[0]
+            out.append(text)
+        return out
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError("the divot lmms-eval model does not implement multi-round generation")

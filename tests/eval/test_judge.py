@@ -1,0 +1,106 @@
+"""The Video-ChatGPT judge: reply parsing, and the OpenAI-compatible HTTP judge against a local stub server."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from divot.eval.judge import HTTPJudge, judge_messages, make_judge, parse_judge_reply
+
+
+@pytest.mark.parametrize("reply, correct, score, parsed", [
+    ("{'pred': 'yes', 'score': 4}", True, 4.0, True),
+    ("Sure! {'pred': 'no', 'score': 1.5} hope this helps", False, 1.5, True),
+    ('{"pred": "YES", "score": 9}', True, 5.0, True),  # clamped to 0..5
+    ("yes, 3", True, 3.0, True),
+    ("I cannot evaluate this.", False, 0.0, False),
+])
+def test_parse_judge_reply(reply, correct, score, parsed):
+    r = parse_judge_reply(reply)
+    assert (r.correct, r.score, r.parsed, r.raw) == (correct, score, parsed, reply)
+
+
+def test_the_prompt_is_video_chatgpts():
+    system, user = judge_messages("what is he doing?", "run", "running fast")
+    assert system["role"] == "system" and "intelligent chatbot" in system["content"]
+    assert "Question: what is he doing?\nCorrect Answer: run\nPredicted Answer: running fast" in user["content"]
+    assert "{'pred': 'yes', 'score': 4.8}" in user["content"]
+
+
+class StubJudgeServer:
+    """An OpenAI-compatible /v1/chat/completions: "yes" when the predicted answer contains the correct one."""
+
+    def __init__(self, status: int = 200):
+        self.requests, self.status = [], status
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                user = body["messages"][1]["content"]
+                answer = user.split("Correct Answer: ")[1].split("\n")[0]
+                pred = user.split("Predicted Answer: ")[1].split("\n")[0]
+                verdict = "{'pred': 'yes', 'score': 5}" if answer in pred else "{'pred': 'no', 'score': 1}"
+                data = json.dumps({"model": body["model"] + "-2024-01-01", "system_fingerprint": "fp_stub",
+                                   "choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_http_judge_against_a_local_stub(monkeypatch):
+    monkeypatch.setenv("STUB_JUDGE_KEY", "secret-key")
+    with StubJudgeServer() as server:
+        judge = make_judge(server.url, "gpt-stub", api_key_env="STUB_JUDGE_KEY")
+        assert isinstance(judge, HTTPJudge)
+        yes, no = judge("what is it?", "dog", "a small dog"), judge("what is it?", "dog", "a cat")
+    assert (yes.correct, yes.score) == (True, 5.0) and (no.correct, no.score) == (False, 1.0)
+    first = server.requests[0]
+    assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer secret-key"
+    assert first["body"]["model"] == "gpt-stub" and first["body"]["temperature"] == 0.0
+    ident = judge.identity
+    assert ident["url"] == server.url + "/chat/completions" and ident["model"] == "gpt-stub"
+    assert ident["served_model"] == ["gpt-stub-2024-01-01"] and ident["system_fingerprint"] == ["fp_stub"]
+    assert "secret-key" not in json.dumps(ident)
+
+
+def test_http_judge_errors_are_clear():
+    with StubJudgeServer(status=500) as server:
+        with pytest.raises(RuntimeError, match="HTTP 500"):
+            HTTPJudge(server.url, "m")("q", "a", "p")
+    with pytest.raises(ValueError, match="model name"):
+        HTTPJudge("http://127.0.0.1:9/v1", "")
+    with pytest.raises(FileNotFoundError, match="neither an http"):
+        make_judge("no/such/judge")
+
+
+def test_hf_judge_from_a_local_directory(divot_model_dir):
+    """The tiny model's plain HF LLM as a judge: gibberish replies, counted as unparseable, identity recorded."""
+    from divot.eval.judge import HFJudge
+
+    judge = make_judge(str(divot_model_dir / "llm" / "llm"))
+    assert isinstance(judge, HFJudge)
+    judge.max_new_tokens = 4
+    result = judge("what is it?", "dog", "a dog")
+    assert isinstance(result.raw, str) and 0.0 <= result.score <= 5.0
+    ident = judge.identity
+    assert ident["kind"] == "huggingface-local" and ident["path"].endswith("llm") and ident["model_type"]
