@@ -55,11 +55,18 @@ def test_convert_missing_checkpoint_is_named(tmp_path, capsys):
     assert "Divot_tokenizer.bin" in capsys.readouterr().err
 
 
-def test_demo_small_run_writes_report(tmp_path):
+def test_demo_small_run_writes_report(tmp_path, divot_model_dir):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--num-train", "30", "--num-test", "10", "--show", "2"]) == 0
+    assert main(["demo", "--model", str(divot_model_dir), "--out", str(out), "--num-clips", "3",
+                 "--num-prompts", "2", "--steps", "2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["probes"]) == {"colour", "shape", "motion"}
-    assert all(0.0 <= p["accuracy"] <= 1.0 for p in summary["probes"].values())
+    assert set(summary["splits"]) == {"new", "held_out"}
+    for split in summary["splits"].values():
+        assert len(split["captions"]["rows"]) == 3 and len(split["multiple_choice"]["rows"]) == 3
+        assert all(0.0 <= v <= 1.0 for v in split["captions"]["accuracy"].values())
+        assert 0.0 <= split["multiple_choice"]["accuracy"] <= 1.0
+    assert len(summary["generation"]["rows"]) == 2
     html = (out / "report.html").read_text()
-    assert "probe accuracy" in html and html.count("<img") == 2
+    assert "caption colour" in html and html.count("<img") == 2 and html.count("<video") == 6
+    for row in summary["generation"]["rows"]:
+        assert (out / "generated" / row["gif"]).stat().st_size > 0

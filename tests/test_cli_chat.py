@@ -45,7 +45,7 @@ def _bad_inputs(tmp_path, model_dir, video):
         "cache-features": (["cache-features", "--tokenizer", "tiny", "--videos", str(tmp_path / "no_videos"),
                             "--out", str(tmp_path / "cache")], "no_videos"),
         "export": (["export", str(tmp_path / "no_run"), "--out", str(tmp_path / "e")], "no_run"),
-        "demo": (["demo", "--out", str(tmp_path / "demo"), "--num-train", "5"], "--num-train"),
+        "demo": (["demo", "--model", str(tmp_path / "no_model"), "--out", str(tmp_path / "demo")], "no_model"),
         "ask": (["ask", str(tmp_path / "missing.mp4"), "What colour?", "--model", str(model_dir)], "missing.mp4"),
         "caption": (["caption", str(garbage), "--model", str(model_dir), *FAST], "garbage.mp4"),
         "chat": (["chat", str(video), "--model", str(tmp_path / "no_model")], "no_model"),

@@ -1,9 +1,11 @@
 """``divot demo``: the shapes-world demo (the README's main job).
 
-Until the bundled trained model exists (issue #5) the demo exercises the pipeline that is built: it
-generates shapes-world clips as real mp4 files, tokenizes every clip with a tokenizer (the tiny preset with
-random weights by default, or ``--tokenizer DIR``), fits linear probes of the tokens for colour, shape and
-motion on training clips, scores them on held-out attribute combinations, and writes an HTML report.
+Loads the bundled model (``shapes-tiny``, trained by ``train/shapes_model.py``; nothing is downloaded), generates
+fresh shapes-world clips (new clips of the training colour-shape pairs, and clips of the held-out pairs the
+model never saw), captions them, answers five-way multiple-choice questions about them (option
+log-likelihood, the EgoSchema task), generates videos from prompts and measures their pixels, and writes
+``report.html`` + ``summary.json``. ``--train`` first retrains every stage from scratch on the CPU (the quick
+setting of ``train/shapes_model.py``, about 15 minutes on 2 free cores) and reports that model instead.
 """
 
 from __future__ import annotations
@@ -11,90 +13,99 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+SPLITS = {"new": (False, 1000), "held_out": (True, 2000)}  # split -> (held-out pairs?, seed offset)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="shapes-tiny", help="model directory or bundled name (default shapes-tiny)")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    parser.add_argument("--tokenizer", default="tiny",
-                        help="tokenizer directory, or a preset name for random weights (default: tiny)")
-    parser.add_argument("--num-train", type=int, default=240, help="training clips for the probes")
-    parser.add_argument("--num-test", type=int, default=80, help="held-out clips")
+    parser.add_argument("--num-clips", type=int, default=40, help="fresh clips per split (captions and questions)")
+    parser.add_argument("--num-prompts", type=int, default=21, help="videos generated from prompts")
+    parser.add_argument("--steps", type=int, default=20, help="sampler steps of each generated video")
+    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the de-tokenizer")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--show", type=int, default=8, help="clips shown as GIFs in the report")
+    parser.add_argument("--train", action="store_true",
+                        help="retrain the whole model from scratch first (quick setting, CPU minutes)")
+    parser.add_argument("--work", type=Path, default=None, help="--train run folders (default OUT/train)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def _train_quick(out: Path, work: Path) -> Path:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "train" / "shapes_model.py").is_file():
+        raise FileNotFoundError(f"--train needs the repository's train/ and configs/ folders (not found under {root})")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from train.shapes_model import build
+
+    build(out / "model", work, quick=True)
+    return out / "model"
 
 
 def run(args) -> int:
     import torch
 
-    from divot.commands.tokenize import load_tokenizer
-    from divot.data.loading import load_video_clips
+    from divot.chat import Divot
     from divot.data.shapes import generate_dataset
-    from divot.data.transforms import to_sparse
-    from divot.data.writers import write_video
-    from divot.eval.probe import linear_probe
+    from divot.eval.evaluate import evaluate
+    from divot.eval.runner import EvalConfig
+    from divot.eval.shapes_demo import caption_scores, generation_prompts, generation_scores
+    from divot.eval.shapes_report import write_report
 
-    if args.num_train < 20 or args.num_test < 5:
-        raise ValueError("--num-train must be >= 20 and --num-test >= 5")
-    t0 = time.time()
-    out = args.out
-    torch.manual_seed(args.seed)
-    tokenizer = load_tokenizer(args.tokenizer).eval()
-    size = tokenizer.config.frame_size
-    splits = {
-        "train": generate_dataset(out / "data" / "train", args.num_train, args.seed, size=size),
-        "held_out": generate_dataset(out / "data" / "held_out", args.num_test, args.seed + 1, held_out=True,
-                                     size=size),
-    }
-    tokens, labels, records = {}, {}, {}
-    for split, summary in splits.items():
-        recs = [json.loads(line) for line in Path(summary["metadata"]).read_text().splitlines()]
-        root = Path(summary["out_dir"])
-        dense = torch.cat([load_video_clips(root / r["video"], size=size, max_clips=1) for r in recs])
-        tokens[split] = tokenizer.encode(to_sparse(dense), batch_size=32, progress=True)
-        labels[split] = {a: [r["attributes"][0][a] for r in recs] for a in ("colour", "shape", "motion")}
-        records[split] = (recs, dense)
-    probes = {a: linear_probe(tokens["train"], labels["train"][a], tokens["held_out"], labels["held_out"][a])
-              for a in ("colour", "shape", "motion")}
-    gifs = []
-    recs, dense = records["held_out"]
-    for r, clip in zip(recs[: args.show], dense[: args.show], strict=True):
-        gif = write_video(clip, out / "gifs" / f"{r['id']}.gif", fps=8)
-        gifs.append((gif.relative_to(out).as_posix(), r["caption"]))
-    summary = {
-        "tokenizer": args.tokenizer, "token_shape": list(tokens["train"].shape[1:]),
-        "num_train": args.num_train, "num_held_out": args.num_test, "probes": probes,
-        "token_std_between_clips": float(tokens["train"].std(dim=0).mean()),
-        "seconds": round(time.time() - t0, 1),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _write_report(out / "report.html", summary, gifs)
-    for attr, p in probes.items():
-        logger.info("probe %-6s accuracy %.3f (chance %.3f)", attr, p["accuracy"], p["chance"])
+    if args.num_clips < 1 or args.num_prompts < 0:
+        raise ValueError("--num-clips must be >= 1 and --num-prompts >= 0")
+    start = time.time()
+    out: Path = args.out
+    model_name = str(_train_quick(out, args.work or out / "train")) if args.train else args.model
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model = Divot.from_pretrained(model_name, device=device)
+    summary: dict = {"model": model_name, "device": device, "seed": args.seed, "splits": {}}
+    for split, (held_out, offset) in SPLITS.items():
+        folder = out / "clips" / split
+        generate_dataset(folder, num=args.num_clips, seed=args.seed + offset, held_out=held_out, num_stories=0,
+                         size=model.tokenizer.config.frame_size)
+        records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+        captions = caption_scores(model, records, folder)
+        ego = folder / "egoschema"
+        mc = evaluate(EvalConfig(task="egoschema", questions=ego / "questions.json",
+                                 answers=ego / "subset_answers.json", videos=folder / "videos",
+                                 out=out / "questions" / split, mode="ll", model=model_name), model)
+        summary["splits"][split] = {"captions": captions,
+                                    "multiple_choice": _mc_rows(mc, out / "questions" / split, ego / "questions.json")}
+    if args.num_prompts:
+        prompts = generation_prompts(args.num_prompts, args.seed)
+        summary["generation"] = generation_scores(model, prompts, out / "generated", seed=args.seed,
+                                                  num_steps=args.steps, guidance_scale=args.guidance)
+    summary["seconds"] = round(time.time() - start, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_report(out / "report.html", summary, out)
+    for split, res in summary["splits"].items():
+        acc = res["captions"]["accuracy"]
+        logger.info("%s clips: caption colour %.2f shape %.2f motion %.2f; multiple choice %.2f", split,
+                    acc["colour"], acc["shape"], acc["motion"], res["multiple_choice"]["accuracy"])
+    if "generation" in summary:
+        acc = summary["generation"]["accuracy"]
+        logger.info("generated videos: colour %.2f shape %.2f motion %.2f", acc["colour"], acc["shape"], acc["motion"])
     logger.info("report: %s", out / "report.html")
     return 0
 
 
-def _write_report(path: Path, summary: dict, gifs: list[tuple[str, str]]) -> None:
-    import html
-
-    rows = "".join(
-        f"<tr><td>{a}</td><td>{p['accuracy']:.1%}</td><td>{p['chance']:.1%}</td><td>{p['num_classes']}</td></tr>"
-        for a, p in summary["probes"].items()
-    )
-    cells = "".join(f"<figure><img src='{src}' width=128><figcaption>{html.escape(cap)}</figcaption></figure>"
-                    for src, cap in gifs)
-    path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>Divot demo</title>
-<style>body{{font-family:sans-serif;margin:2em}} figure{{display:inline-block;margin:.5em}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.3em .8em}}</style></head><body>
-<h1>Divot shapes-world demo</h1>
-<p>Tokenizer: <code>{html.escape(str(summary['tokenizer']))}</code>, tokens per clip {summary['token_shape']}.
-Linear probes of the tokens, trained on {summary['num_train']} clips and scored on {summary['num_held_out']}
-clips whose colour-shape combinations never occur in training.</p>
-<table><tr><th>attribute</th><th>probe accuracy</th><th>majority baseline</th><th>classes</th></tr>{rows}</table>
-<h2>Held-out clips</h2>{cells}
-<p>Finished in {summary['seconds']} s.</p></body></html>
-""")
+def _mc_rows(summary: dict, folder: Path, questions: Path) -> dict:
+    """The multiple-choice summary's accuracy + interval, and each question with the option the model chose."""
+    path = folder / "predictions.jsonl"
+    preds = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    texts = {str(q["q_uid"]): q for q in json.loads(questions.read_text())}
+    rows = []
+    for p in preds:
+        q = texts.get(str(p["id"]), {})
+        chosen = q.get(f"option {p['pred']}") if p.get("pred") is not None else None
+        rows.append({"id": p["id"], "question": q.get("question"), "prediction_text": chosen,
+                     "correct": p.get("pred") is not None and p.get("pred") == p.get("answer")})
+    return {"accuracy": summary["accuracy"], "ci95": summary.get("accuracy_ci95"), "chance": 0.2,
+            "counts": summary.get("counts"), "rows": rows}

@@ -44,10 +44,22 @@ class UNetConfig:
     default_fs: int = 3
     num_frames: int = 16  # the training clip length (documentation: any frame count runs)
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass (training)
+    # Learned position tables (t, h, w) added after the stem conv; () = none (the released structure). The
+    # reference U-Net has no position information at all: convolutions and attention are translation- and
+    # frame-equivariant, so at high noise a small U-Net cannot tell where (or in which frame) to draw what the
+    # context describes. A tiny-preset training aid (DESIGN section 9).
+    position_grid: tuple[int, ...] = ()
+    # Also add an MLP of the mean context token to the timestep embedding (every ResBlock sees it), as
+    # class-conditional U-Nets do: global attributes (colour, shape, kind of motion) condition at once, while
+    # cross-attention learns the spatial detail. Off in the released structure; a tiny-preset training aid.
+    pooled_context: bool = False
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
         self.attention_resolutions = tuple(self.attention_resolutions)
+        self.position_grid = tuple(self.position_grid)
+        if self.position_grid and (len(self.position_grid) != 3 or min(self.position_grid) < 1):
+            raise ValueError(f"position_grid must be () or (frames, height, width), got {self.position_grid}")
         if not self.channel_mult:
             raise ValueError("channel_mult must name at least one level")
         for ch in self.level_channels:
@@ -93,6 +105,9 @@ class ConditionResamplerConfig:
     ff_mult: int = 4
 
 
+PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
+
+
 @dataclass
 class ScheduleConfig:
     """Training noise schedule: betas linear in sqrt space, rescaled to zero terminal SNR, v-prediction."""
@@ -101,11 +116,15 @@ class ScheduleConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     rescale_zero_terminal_snr: bool = True
+    # What the U-Net outputs: "v_prediction" (the released de-tokenizer), "epsilon", or "sample" (x_0; a
+    # tiny-preset option: a small U-Net outputs a clean image far sooner than a t-dependent noise gain, and the
+    # x_0 loss weights the high noise levels where only the tokens tell what to draw). Samplers run on v: a
+    # "sample" U-Net is converted by ``Detokenizer.denoise``.
     prediction_type: str = "v_prediction"
 
     def __post_init__(self):
-        if self.prediction_type not in ("v_prediction", "epsilon"):
-            raise ValueError(f"prediction_type must be 'v_prediction' or 'epsilon', got {self.prediction_type!r}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         if not 0 < self.beta_start < self.beta_end < 1:
             raise ValueError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
 

@@ -32,7 +32,7 @@ from divot.diffusion.config import (
 )
 from divot.diffusion.reference_sampler import reference_ddim_sample
 from divot.diffusion.sampling import sample_with_scheduler
-from divot.diffusion.schedule import SCHEDULERS, make_scheduler
+from divot.diffusion.schedule import SCHEDULERS, make_alphas_cumprod, make_scheduler
 from divot.diffusion.unet import VideoUNet
 from divot.diffusion.vae import build_vae, decode_latents, encode_frames
 from divot.hub import PretrainedMixin
@@ -89,16 +89,19 @@ class DetokenizerConfig:
 def _tiny_config() -> DetokenizerConfig:
     # Pixel space folded 2 x 2 into 12 channels, 8 frames (every other frame of a 16-frame clip): the U-Net sees
     # (12, 8, 16, 16). Spatial attention on the 8 x 8 level only, no extra temporal block after the stem, no
-    # dropout. About 4x cheaper to train on a CPU than (3, 16, 32, 32) with the full switch set.
+    # dropout, learned position tables. About 4x cheaper to train on a CPU than (3, 16, 32, 32) with the full switch set.
     unet = unet_preset("tiny")
     unet.in_channels = unet.out_channels = 12
     unet.attention_resolutions = (2,)
     unet.temporal_conv_dropout = 0.0
     unet.init_attention = False
     unet.num_frames = 8
+    unet.position_grid = (8, 16, 16)  # where and when to draw: the tiny U-Net has no other position signal
+    unet.pooled_context = True  # global attributes through the timestep embedding
     condition = condition_preset("tiny")
-    return DetokenizerConfig(unet=unet, condition=condition, vae=None, num_tokens=16, num_frames=8, frame_size=32,
-                             patch_size=2)
+    schedule = ScheduleConfig(prediction_type="sample")  # x_0 prediction: clean renders in CPU minutes
+    return DetokenizerConfig(unet=unet, condition=condition, vae=None, schedule=schedule, num_tokens=16, num_frames=8,
+                             frame_size=32, patch_size=2)
 
 
 DETOKENIZER_PRESETS = {
@@ -188,9 +191,28 @@ class Detokenizer(PretrainedMixin, nn.Module):
             raise ValueError(f"tokens must be (b, {cfg.num_tokens}, {cfg.token_dim}), got {tuple(tokens.shape)}")
         return self.condition(tokens)
 
-    def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """v-prediction for latents x (b, c, t, h, w) at timesteps t (b,)."""
+    def predict(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The U-Net's raw output for latents x (b, c, t, h, w) at timesteps t (b,): v, epsilon or x_0 as
+        ``config.schedule.prediction_type`` says (what the training objective compares with its target)."""
         return self.unet(x, t, context, fs=self.config.fs)
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """What the samplers step with: v (epsilon for an epsilon U-Net) for latents x at timesteps t (b,).
+
+        An x_0 ("sample") U-Net is converted: v = (sqrt(abar) x_t - x_0) / sqrt(1 - abar).
+        """
+        out = self.predict(x, t, context)
+        if self.config.schedule.prediction_type != "sample":
+            return out
+        abar = self._alphas_cumprod(x.device)[torch.as_tensor(t, device=x.device).long()]
+        abar = abar.reshape(-1, *([1] * (x.ndim - 1))).float()  # (b, 1, 1, 1, 1)
+        return ((abar.sqrt() * x.float() - out.float()) / (1.0 - abar).sqrt()).to(out.dtype)
+
+    def _alphas_cumprod(self, device: torch.device) -> torch.Tensor:
+        table = getattr(self, "_abar", None)
+        if table is None or table.device != device:
+            table = self._abar = make_alphas_cumprod(self.config.schedule).float().to(device)
+        return table
 
     def frames_to_latents(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (b, t, 3, H, W) in [-1, 1] -> diffusion space x_0 (b, c, t, h, w)."""

@@ -1,7 +1,7 @@
 """The denoising objective that trains the de-tokenizer (and, in stage T1, the tokenizer through it).
 
     x_0 (b, c, t, h, w) --diffusers DDPMScheduler.add_noise(noise, timestep)--> x_t
-    loss = weighted mean of (U-Net(x_t, timestep, context) - target)^2,  target = v (or epsilon)
+    loss = weighted mean of (U-Net(x_t, timestep, context) - target)^2,  target = v (or epsilon, or x_0)
 
 ``foreground_weight`` > 1 weights the pixels that differ from the clip's background (its per-channel median)
 more heavily: on sparse scenes (the shapes world) the object is a few percent of the pixels and an unweighted
@@ -61,8 +61,11 @@ class DenoisingObjective:
     def target_and_input(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
         x0 = x0.float()
         x_t = self.scheduler.add_noise(x0, noise, t)
-        target = self.scheduler.get_velocity(x0, noise, t) if self.schedule.prediction_type == "v_prediction" \
-            else noise
+        kind = self.schedule.prediction_type
+        if kind == "v_prediction":
+            target = self.scheduler.get_velocity(x0, noise, t)
+        else:
+            target = x0 if kind == "sample" else noise
         return x_t, target
 
     def per_sample_loss(self, denoise_fn, x0: torch.Tensor, context: torch.Tensor, noise: torch.Tensor,

@@ -67,7 +67,8 @@ def _common(config: ScheduleConfig | None) -> dict:
     config = config or ScheduleConfig()
     return dict(num_train_timesteps=config.num_train_timesteps,
                 trained_betas=make_betas(config).tolist(),
-                prediction_type=config.prediction_type)
+                # samplers see v from a "sample" (x_0) U-Net: Detokenizer.denoise converts it
+                prediction_type="v_prediction" if config.prediction_type == "sample" else config.prediction_type)
 
 
 def make_ddpm_scheduler(config: ScheduleConfig | None = None) -> DDPMScheduler:

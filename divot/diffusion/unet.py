@@ -64,6 +64,7 @@ class VideoUNet(PretrainedMixin, nn.Module):
         self.gradient_checkpointing = c.gradient_checkpointing
         self.time_embed = _embedding_mlp(mc, emb_dim)
         self.fps_embedding = _embedding_mlp(mc, emb_dim, zero_last=True) if c.fs_condition else None
+        self.context_embedding = _embedding_mlp(c.context_dim, emb_dim) if c.pooled_context else None
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, cout, emb_dim, c.dropout, c.temporal_conv, c.temporal_conv_dropout)
@@ -80,6 +81,11 @@ class VideoUNet(PretrainedMixin, nn.Module):
         self.input_blocks = nn.ModuleList(
             [TimestepEmbedSequential(nn.Conv2d(c.in_channels, mc, 3, padding=1))]
         )
+        if c.position_grid:
+            frames, height, width = c.position_grid
+            # (t, mc, 1, 1) + (1, mc, h, w), added to the stem output of every frame
+            self.pos_temporal = nn.Parameter(torch.randn(frames, mc, 1, 1) * 0.1)
+            self.pos_spatial = nn.Parameter(torch.randn(1, mc, height, width) * 0.1)
         if c.init_attention:
             # Built without use_linear in the reference, hence Conv1d projections; 8 heads of head_dim.
             self.init_attn = TimestepEmbedSequential(
@@ -146,12 +152,16 @@ class VideoUNet(PretrainedMixin, nn.Module):
         if self.fps_embedding is not None:
             fs = self._per_sample(c.default_fs if fs is None else fs, b, x.device, "fs")
             emb = emb + self.fps_embedding(timestep_embedding(fs, c.model_channels).to(x.dtype))
+        if self.context_embedding is not None:
+            emb = emb + self.context_embedding(context.mean(dim=1).to(emb.dtype))  # (b, 4 mc)
         emb = emb.repeat_interleave(t, dim=0)  # ((b t), 4 mc)
         context = context.repeat_interleave(t, dim=0)  # ((b t), m, context_dim)
         h = rearrange(x, "b c t h w -> (b t) c h w")
         skips = []
         for i, block in enumerate(self.input_blocks):
             h = self._run(block, h, emb, context, b)
+            if i == 0 and c.position_grid:
+                h = h + self._positions(b, t, height, width)
             if i == 0 and self.init_attn is not None:
                 h = self._run(self.init_attn, h, emb, context, b)
             skips.append(h)
@@ -160,6 +170,15 @@ class VideoUNet(PretrainedMixin, nn.Module):
             h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, context, b)
         y = self.out(h)  # ((b t), out_channels, h, w)
         return rearrange(y, "(b t) c h w -> b c t h w", b=b)
+
+    def _positions(self, batch: int, frames: int, height: int, width: int) -> torch.Tensor:
+        """((b t), mc, h, w) learned position tables for clips of ``frames`` frames (at most the table's)."""
+        max_frames, table_h, table_w = self.config.position_grid
+        if frames > max_frames or (height, width) != (table_h, table_w):
+            raise ValueError(f"this U-Net's position tables cover {max_frames} frames of {table_h}x{table_w} "
+                             f"latents, got {frames} frames of {height}x{width}")
+        pos = self.pos_temporal[:frames] + self.pos_spatial  # (t, mc, h, w)
+        return pos.repeat(batch, 1, 1, 1)  # ((b t), mc, h, w): t runs fastest
 
     @staticmethod
     def _per_sample(value: torch.Tensor | int, batch: int, device: torch.device, name: str) -> torch.Tensor:

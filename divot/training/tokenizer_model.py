@@ -56,7 +56,7 @@ class TokenizerDiffusionModel(nn.Module):
                 dense = batch["dense"]  # (b, 16, 3, S, S) -> the frames the de-tokenizer renders
                 dense = dense[:, dense_frame_subset(self.detokenizer.config.num_frames, dense.shape[1])]
                 x0 = self.detokenizer.frames_to_latents(dense)
-            loss = self.objective(self.detokenizer.denoise, x0, context)
+            loss = self.objective(self.detokenizer.predict, x0, context)
         return {"loss": loss}
 
 

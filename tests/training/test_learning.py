@@ -28,13 +28,17 @@ def test_t1_then_t2_learn_on_the_shapes_world(tmp_path):
     t1 = tmp_path / "t1"
     assert main(["--config", str(ROOT / "configs/tokenizer/t1_shapes_tiny.yaml"), *data, f"output_dir={t1}",
                  "optim.max_steps=250", "eval.every=0", "checkpoint_every=0", "eval.num_val=32",
-                 "eval.num_samples=8", "eval.num_probe_train=256"]) == 0
+                 "eval.num_samples=16", "eval.num_probe_train=256"]) == 0
     losses = [m["loss"] for m in _jsonl(t1 / "metrics.jsonl")]
     final = _jsonl(t1 / "eval.jsonl")[-1]
-    # The denoising loss falls clearly (development runs: 0.88 -> 0.43 in 200 steps).
-    assert sum(losses[-3:]) / 3 < 0.75 * sum(losses[:2]) / 2, losses
-    # The tokens carry content the denoiser uses: own tokens beat an empty clip's (runs: gap 1.6-2.1%).
-    assert final["loss_own"] < final["loss_empty"] and final["gap"] > 0.005, final
+    # The denoising loss falls clearly (x_0 loss; development runs: 0.83 -> 0.15 in 200 steps).
+    assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:2]) / 2, losses
+    # The tokens carry content the denoiser uses: own tokens beat an empty clip's clearly (full-size runs:
+    # gap 27% after 200 steps, 50% after 500).
+    assert final["loss_own"] < final["loss_empty"] and final["gap"] > 0.05, final
+    # ... and the renders show it: the colour of held-out clips is drawn from their own tokens, not from an
+    # empty clip's (full-size runs, 8 clips: 0.38-0.50 against 0.0-0.12).
+    assert final["recon_own"]["colour"] > final["recon_empty"]["colour"], final
     # Colour and shape are linearly readable from the tokens (runs: colour 1.0, shape 0.47 vs chance 0.2).
     probe, probe_in = final["probe"], final["probe_in_dist"]
     assert probe["colour"]["accuracy"] >= probe["colour"]["chance"] + 0.4, probe

@@ -1,0 +1,76 @@
+"""Shapes-world checks of a whole Divot model (the demo's numbers; DESIGN section 9).
+
+* ``caption_scores``: caption each clip (greedy) and read the colour / shape / motion words back.
+* ``generation_scores``: generate a clip for each prompt "a {colour} {shape} {motion}" and measure its pixels
+  (dominant colour, shape template, centroid motion) against what the prompt asked for.
+
+Both return ``{"rows": [...], "accuracy": {attribute: fraction}, "chance": {...}}``; rows carry what the
+report shows (paths, the text, the measured attributes).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from divot.data.shapes.measure import measure_clip
+from divot.data.shapes.world import COLOURS, MOTIONS, SHAPES, split_combos
+
+logger = logging.getLogger(__name__)
+
+ATTRIBUTES = ("colour", "shape", "motion")
+CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "motion": 1 / len(MOTIONS)}
+
+
+def parse_caption(text: str) -> dict[str, str | None]:
+    """The first colour, shape and motion of the shapes world's vocabulary named in ``text``."""
+    from divot.training.llm_eval import parse_caption as parse
+
+    return parse(text)
+
+
+def _accuracy(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
+    return {k: float(np.mean([r["correct"][k] for r in rows])) if rows else 0.0 for k in keys}
+
+
+def caption_scores(model, records: list[dict], root: Path, progress: bool = True) -> dict:
+    """Caption every clip of ``records`` (shapes ``metadata.jsonl`` rows; videos relative to ``root``)."""
+    rows = []
+    for rec in tqdm(records, desc="captions", disable=not progress):
+        truth = rec["attributes"][0]
+        text = model.caption(root / rec["video"], greedy=True)
+        said = parse_caption(text)
+        rows.append({"id": rec["id"], "video": rec["video"], "truth": rec["caption"], "caption": text,
+                     "parsed": said, "correct": {k: said[k] == truth[k] for k in ATTRIBUTES}})
+    acc = _accuracy(rows, ATTRIBUTES)
+    acc["all"] = float(np.mean([all(r["correct"].values()) for r in rows])) if rows else 0.0
+    return {"rows": rows, "accuracy": acc, "chance": CHANCE}
+
+
+def generation_prompts(num: int, seed: int) -> list[dict]:
+    """``num`` prompts with random attributes (every motion, colours and shapes of the training split)."""
+    rng = np.random.default_rng(seed)
+    pairs = split_combos("train")  # (colour, shape) pairs the model was trained on
+    out = []
+    for i in range(num):
+        colour, shape = pairs[int(rng.integers(len(pairs)))]
+        motion = MOTIONS[i % len(MOTIONS)]
+        out.append({"colour": colour, "shape": shape, "motion": motion, "prompt": f"a {colour} {shape} {motion}"})
+    return out
+
+
+def generation_scores(model, prompts: list[dict], out_dir: Path, seed: int = 0, num_steps: int = 20,
+                      guidance_scale: float = 3.0, progress: bool = True) -> dict:
+    """Generate one clip per prompt (seed ``seed + i``), save it as ``out_dir/gen_{i}.gif``, measure it."""
+    rows = []
+    for i, p in enumerate(tqdm(prompts, desc="generation", disable=not progress)):
+        video = model.generate_video(p["prompt"], seed=seed + i, num_steps=num_steps, guidance_scale=guidance_scale)
+        path = video.save(Path(out_dir) / f"gen_{i:03d}.gif")
+        m = measure_clip(video.to_uint8())
+        got = {"colour": m.colour, "shape": m.shape, "motion": m.motion}
+        rows.append({"prompt": p["prompt"], "gif": Path(path).name, "measured": got,
+                     "correct": {k: got[k] == p[k] for k in ATTRIBUTES}})
+    return {"rows": rows, "accuracy": _accuracy(rows, ATTRIBUTES), "chance": CHANCE}

@@ -1,0 +1,81 @@
+"""The demo's HTML report: accuracy tables, the captions and answers with their clips, the generated videos."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from divot.hub import atomic_write_text
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .7em;text-align:left}
+figure{display:inline-block;margin:.4em;width:150px;vertical-align:top;font-size:.8em}
+img,video{width:128px;height:128px;image-rendering:pixelated;background:#000}
+.ok{color:#070}.bad{color:#b00}"""
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _mark(ok: bool) -> str:
+    return "<span class=ok>&#10003;</span>" if ok else "<span class=bad>&#10007;</span>"
+
+
+def _rel(path: Path, root: Path) -> str:
+    return html.escape(Path(os.path.relpath(path, root)).as_posix())
+
+
+def write_report(path: Path, summary: dict, root: Path) -> Path:
+    """Write ``summary`` (what ``divot demo`` computed) as one HTML page; media paths relative to ``root``."""
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Divot demo</title><style>{STYLE}</style>"
+             f"</head><body><h1>Divot shapes-world demo</h1><p>Model <code>{e(str(summary['model']))}</code> on "
+             f"{e(summary['device'])}, seed {summary['seed']}, {summary['seconds']} s. <b>new</b>: fresh clips of the "
+             "colour-shape pairs seen in training; <b>held_out</b>: pairs the model never saw.</p>"]
+    rows = []
+    for split, res in summary["splits"].items():
+        acc, ch = res["captions"]["accuracy"], res["captions"]["chance"]
+        mc = res["multiple_choice"]
+        rows.append(f"<tr><td>{e(split)}</td><td>{_pct(acc['colour'])}</td><td>{_pct(acc['shape'])}</td>"
+                    f"<td>{_pct(acc['motion'])}</td><td>{_pct(acc['all'])}</td><td>{_pct(mc['accuracy'])}</td>"
+                    f"<td>{len(res['captions']['rows'])}</td></tr>")
+    parts.append("<h2>Understanding</h2><table><tr><th>clips</th><th>caption colour</th><th>caption shape</th>"
+                 "<th>caption motion</th><th>all three</th><th>5-way multiple choice</th><th>n</th></tr>"
+                 + "".join(rows)
+                 + f"<tr><td>chance</td><td>{_pct(ch['colour'])}</td><td>{_pct(ch['shape'])}</td>"
+                   f"<td>{_pct(ch['motion'])}</td><td></td><td>20.0%</td><td></td></tr></table>")
+    if "generation" in summary:
+        g = summary["generation"]
+        acc, ch = g["accuracy"], g["chance"]
+        parts.append("<h2>Generation</h2><p>Each prompt's clip is measured by the shapes world's pixel measurements "
+                     "(dominant colour, shape template, centroid motion).</p><table><tr><th></th><th>colour</th>"
+                     "<th>shape</th><th>motion</th></tr>"
+                     f"<tr><td>generated clips match the prompt</td><td>{_pct(acc['colour'])}</td>"
+                     f"<td>{_pct(acc['shape'])}</td><td>{_pct(acc['motion'])}</td></tr><tr><td>chance</td>"
+                     f"<td>{_pct(ch['colour'])}</td><td>{_pct(ch['shape'])}</td><td>{_pct(ch['motion'])}</td></tr>"
+                     "</table>")
+        for row in g["rows"]:
+            m = row["measured"]
+            marks = " ".join(f"{k[0]}{_mark(v)}" for k, v in row["correct"].items())
+            parts.append(f"<figure><img src='{_rel(root / 'generated' / row['gif'], path.parent)}'>"
+                         f"<figcaption>{e(row['prompt'])}<br>seen: {e(str(m['colour']))} {e(str(m['shape']))} "
+                         f"{e(str(m['motion']))}<br>{marks}</figcaption></figure>")
+    for split, res in summary["splits"].items():
+        parts.append(f"<h2>Captions and answers: {e(split)} clips</h2>")
+        answers = {r.get("id"): r for r in res["multiple_choice"]["rows"]}
+        for row in res["captions"]["rows"]:
+            video = root / "clips" / split / row["video"]
+            marks = " ".join(f"{k[0]}{_mark(v)}" for k, v in row["correct"].items())
+            mc = answers.get(row["id"])
+            qa = ""
+            if mc is not None:
+                qa = (f"<br>Q: {e(str(mc.get('question', '')))}<br>A: {e(str(mc.get('prediction_text', mc.get('prediction'))))}"
+                      f" {_mark(bool(mc.get('correct')))}")
+            parts.append(f"<figure><video src='{_rel(video, path.parent)}' autoplay loop muted playsinline></video>"
+                         f"<figcaption>truth: {e(row['truth'])}<br>said: {e(row['caption'])}<br>{marks}{qa}"
+                         "</figcaption></figure>")
+    parts.append("</body></html>")
+    atomic_write_text(path, "\n".join(parts) + "\n")
+    return path

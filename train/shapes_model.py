@@ -1,0 +1,159 @@
+"""Train the bundled shapes-world model (``divot/assets/shapes-tiny``) from scratch with the project's own code.
+
+    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (about an hour)
+    python train/shapes_model.py --out runs/shapes-quick/model --quick     # what ``divot demo --train`` runs
+
+Stages (every one is a stock entry point of this repository, called with its shapes-world config):
+  1. data      ``divot data shapes``: training clips and held-out clips (held-out colour-shape pairs)
+  2. T1        ``train/tokenizer.py`` t1_shapes_tiny.yaml: tokenizer + de-tokenizer under the denoising loss
+  3. T2        ``train/tokenizer.py`` t2_shapes_tiny.yaml: de-tokenizer with condition dropout (guidance)
+  4. tokens    ``build_token_cache`` of both splits with the T1 tokenizer
+  5. LLM       ``train/llm.py`` pretrain_shapes_tiny.yaml: captions, generation (instruction format), QA
+  6. assemble  ``tokenizer/``, ``llm/``, ``detokenizer/`` + ``training.json`` (steps, final evaluations)
+
+Each stage's run folder lives under ``--work``; a rerun resumes where it stopped (finished stages are skipped,
+interrupted ones resume from their checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the repository's train/ package
+    sys.path.insert(0, str(ROOT))
+
+from divot.data.shapes.generate import generate_dataset  # noqa: E402
+from divot.data.token_cache import build_token_cache  # noqa: E402
+from divot.hub import atomic_write_text  # noqa: E402
+from divot.tokenizer import VideoTokenizer  # noqa: E402
+from train import llm as train_llm  # noqa: E402
+from train import tokenizer as train_tokenizer  # noqa: E402
+
+logger = logging.getLogger("train.shapes_model")
+CONFIGS = ROOT / "configs"
+
+# (full, quick): sizes and steps of each stage
+SETTINGS = {
+    "num_train": (2000, 800),
+    "num_held_out": (200, 100),
+    "t1_steps": (1000, 400),
+    "t2_steps": (200, 100),
+    "llm_steps": (3000, 1200),
+}
+
+
+def _jsonl_last(path: Path) -> dict:
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def _run(name: str, fn, argv: list[str]) -> None:
+    logger.info("stage %s: %s", name, " ".join(argv))
+    code = fn(argv)
+    if code != 0:
+        raise RuntimeError(f"stage {name} failed (exit code {code})")
+
+
+def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: float = 0.0) -> dict:
+    """Run every stage into ``work`` and assemble the model into ``out``; returns the training record."""
+    pick = {k: v[1] if quick else v[0] for k, v in SETTINGS.items()}
+    start = time.time()
+    data = work / "data"
+    train_dir, held_dir = data / "train", data / "held_out"
+    if not (train_dir / "summary.json").exists():
+        generate_dataset(train_dir, num=pick["num_train"], seed=seed, num_stories=0)
+    if not (held_dir / "summary.json").exists():
+        generate_dataset(held_dir, num=pick["num_held_out"], seed=seed + 1, held_out=True, num_stories=0)
+
+    data_args = [f"data.train={train_dir / 'metadata.jsonl'}", f"data.val={held_dir / 'metadata.jsonl'}"]
+    t1, t2 = work / "t1", work / "t2"
+    t1_minutes = f"max_minutes={minutes * 0.6:.1f}" if minutes else "max_minutes=0"
+    if not (t1 / "tokenizer" / "config.json").exists():
+        _run("T1", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny.yaml"), *data_args,
+                                          f"output_dir={t1}", f"optim.max_steps={pick['t1_steps']}", t1_minutes,
+                                          f"seed={seed}", "eval.every=500", "checkpoint_every=100"])
+    if not (t2 / "detokenizer" / "config.json").exists():
+        _run("T2", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t2_shapes_tiny.yaml"), *data_args,
+                                          f"output_dir={t2}", f"tokenizer={t1 / 'tokenizer'}",
+                                          f"detokenizer={t1 / 'detokenizer'}", f"optim.max_steps={pick['t2_steps']}",
+                                          f"seed={seed}", "eval.every=0", "checkpoint_every=100",
+                                          "eval.probe=false", "eval.guidance_scale=3.0"])
+
+    tokenizer = VideoTokenizer.from_pretrained(t1 / "tokenizer").eval()
+    caches = {}
+    for split, folder in (("train", train_dir), ("held_out", held_dir)):
+        caches[split] = work / f"{split}_tokens"
+        build_token_cache(tokenizer, folder / "metadata.jsonl", caches[split], batch_size=32)
+
+    llm_run = work / "llm"
+    if not (llm_run / "model" / "config.json").exists():
+        _run("LLM", train_llm.main, ["--config", str(CONFIGS / "llm" / "pretrain_shapes_tiny.yaml"),
+                                     f"output_dir={llm_run}", f"optim.max_steps={pick['llm_steps']}", f"seed={seed}",
+                                     _sources(train_dir, caches["train"]), *_llm_eval(held_dir, caches["held_out"]),
+                                     "eval.every=1000", "checkpoint_every=500"])
+
+    staged = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(t1 / "tokenizer", staged / "tokenizer")
+    shutil.copytree(t2 / "detokenizer", staged / "detokenizer")
+    shutil.copytree(llm_run / "model", staged / "llm")
+    record = {
+        "quick": quick, "seed": seed, "settings": pick, "minutes": round((time.time() - start) / 60, 1),
+        "t1_eval": _jsonl_last(t1 / "eval.jsonl"), "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
+        "llm_eval": _jsonl_last(llm_run / "eval.jsonl"),
+        "command": "python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}",
+    }
+    atomic_write_text(staged / "training.json", json.dumps(record, indent=1) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    staged.rename(out)  # the finished model appears at once
+    logger.info("model written to %s (%.1f min)", out, record["minutes"])
+    return record
+
+
+def _sources(train_dir: Path, tokens: Path) -> str:
+    meta, ego = train_dir / "metadata.jsonl", train_dir / "egoschema"
+    items = [
+        f"{{kind: caption, annotations: '{meta}', tokens: '{tokens}', weight: 1.0}}",
+        f"{{kind: generation, format: generation_instruction, annotations: '{meta}', tokens: '{tokens}', "
+        "weight: 1.0}",
+        f"{{kind: qa, annotations: '{ego / 'questions.json'}', answers: '{ego / 'subset_answers.json'}', "
+        f"tokens: '{tokens}', weight: 1.0}}",
+        f"{{kind: qa, annotations: '{train_dir / 'msvd' / 'qa.json'}', tokens: '{tokens}', weight: 0.5}}",
+    ]
+    return "data.sources=[" + ", ".join(items) + "]"
+
+
+def _llm_eval(held_dir: Path, tokens: Path) -> list[str]:
+    ego = held_dir / "egoschema"
+    return [f"eval.annotations={held_dir / 'metadata.jsonl'}", f"eval.tokens={tokens}",
+            f"eval.questions={ego / 'questions.json'}", f"eval.answers={ego / 'subset_answers.json'}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "divot" / "assets" / "shapes-tiny"), help="model directory")
+    parser.add_argument("--work", default="runs/shapes_model", help="run folders of every stage (resumable)")
+    parser.add_argument("--quick", action="store_true", help="smaller data and fewer steps (divot demo --train)")
+    parser.add_argument("--minutes", type=float, default=0.0, help="wall-time budget of T1 is 60%% of this")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        record = build(Path(args.out), Path(args.work), quick=args.quick, seed=args.seed, minutes=args.minutes)
+    except (RuntimeError, ValueError, FileNotFoundError) as e:
+        logger.error("%s", e)
+        return 2
+    logger.info("training record: %s", json.dumps({k: record[k] for k in ("minutes", "settings")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
