@@ -115,3 +115,42 @@ def test_convert_cli_and_reference_decode_match_golden(golden_dir, tmp_path):
                           x_T=sampler_io["ddim10_eta0.x_T"], progress=False)
     expected = decode_latents(detok.vae, sampler_io["ddim10_eta0.final_latent"]).clamp(-1, 1)
     assert (frames - expected.permute(0, 2, 1, 3, 4)).abs().max() <= 1e-4
+
+
+def test_x0_unet_is_stepped_on_v(tiny):
+    """The tiny preset predicts x_0; samplers get v = (sqrt(abar) x_t - x_0) / sqrt(1 - abar) from denoise."""
+    from divot.diffusion.schedule import make_alphas_cumprod
+
+    cfg = tiny.config
+    assert cfg.schedule.prediction_type == "sample"
+    x = torch.randn(2, cfg.latent_channels, cfg.num_frames, cfg.latent_size, cfg.latent_size)
+    t = torch.tensor([10, 900])
+    context = tiny.context(torch.randn(2, cfg.num_tokens, cfg.token_dim))
+    x0 = tiny.predict(x, t, context)
+    v = tiny.denoise(x, t, context)
+    abar = make_alphas_cumprod(cfg.schedule).float()[t].reshape(2, 1, 1, 1, 1)
+    torch.testing.assert_close(abar.sqrt() * x - (1 - abar).sqrt() * v, x0, atol=1e-5, rtol=1e-4)
+
+
+def test_position_tables_and_pooled_context():
+    """Tiny-preset aids: position tables cover at most their frames and exactly their latent size; the pooled
+    context reaches every ResBlock through the timestep embedding (gradients flow into it)."""
+    from divot.diffusion.unet import VideoUNet
+
+    cfg = detokenizer_preset("tiny").unet
+    unet = VideoUNet(cfg)
+    with torch.no_grad():  # the residual branches start at zero (zero-initialised output convs): wake them
+        for p in unet.parameters():
+            if not p.any():
+                p.normal_(std=0.02)
+    context = torch.randn(1, 125, cfg.context_dim, requires_grad=True)
+    out = unet(torch.randn(1, cfg.in_channels, 4, 16, 16), torch.tensor([500]), context)  # 4 <= 8 frames
+    assert out.shape == (1, cfg.in_channels, 4, 16, 16)
+    out.square().mean().backward()
+    assert unet.context_embedding[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="position tables cover 8 frames of 16x16"):
+        unet(torch.randn(1, cfg.in_channels, 8, 8, 8), torch.tensor([1]), context.detach())
+    with pytest.raises(ValueError, match="position_grid"):
+        type(cfg)(position_grid=(8, 16))
+    assert not hasattr(VideoUNet(type(cfg)(model_channels=32, channel_mult=(1,), head_dim=16, context_dim=64)),
+                       "pos_spatial")
