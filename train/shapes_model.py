@@ -45,7 +45,7 @@ SETTINGS = {
     "num_held_out": (200, 100),
     "t1_steps": (1000, 400),
     "t2_steps": (200, 100),
-    "llm_steps": (3000, 1200),
+    "llm_steps": (8000, 2000),
 }
 
 
@@ -120,7 +120,7 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
 def _sources(train_dir: Path, tokens: Path) -> str:
     meta, ego = train_dir / "metadata.jsonl", train_dir / "egoschema"
     items = [
-        f"{{kind: caption, annotations: '{meta}', tokens: '{tokens}', weight: 1.0}}",
+        f"{{kind: caption, annotations: '{meta}', tokens: '{tokens}', weight: 2.0}}",
         f"{{kind: generation, format: generation_instruction, annotations: '{meta}', tokens: '{tokens}', "
         "weight: 1.0}",
         f"{{kind: qa, annotations: '{ego / 'questions.json'}', answers: '{ego / 'subset_answers.json'}', "
