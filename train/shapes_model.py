@@ -105,7 +105,8 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     shutil.copytree(t2 / "detokenizer", staged / "detokenizer")
     shutil.copytree(llm_run / "model", staged / "llm")
     record = {
-        "quick": quick, "seed": seed, "settings": pick, "minutes": round((time.time() - start) / 60, 1),
+        "quick": quick, "seed": seed, "settings": pick,
+        "minutes_this_run": round((time.time() - start) / 60, 1),  # stages finished earlier were skipped
         "t1_eval": _jsonl_last(t1 / "eval.jsonl"), "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
         "llm_eval": _jsonl_last(llm_run / "eval.jsonl"),
         "command": "python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}",
@@ -113,7 +114,7 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     atomic_write_text(staged / "training.json", json.dumps(record, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     staged.rename(out)  # the finished model appears at once
-    logger.info("model written to %s (%.1f min)", out, record["minutes"])
+    logger.info("model written to %s (%.1f min)", out, record["minutes_this_run"])
     return record
 
 
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2
-    logger.info("training record: %s", json.dumps({k: record[k] for k in ("minutes", "settings")}))
+    logger.info("training record: %s", json.dumps({k: record[k] for k in ("minutes_this_run", "settings")}))
     return 0
 
 
