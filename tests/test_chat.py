@@ -63,16 +63,20 @@ def test_a_missing_model_directory_or_unknown_name_is_named(tmp_path):
 
 
 def test_bundled_names_resolve_inside_the_package(divot_model_dir, tmp_path, monkeypatch):
+    assets = tmp_path / "assets"
+    monkeypatch.setattr(bundled, "ASSETS_DIR", assets)
     with pytest.raises(FileNotFoundError, match="available bundled models: none installed"):
         bundled_model_path("no-such-model")
-    assets = tmp_path / "assets"
     shutil.copytree(divot_model_dir, assets / "shapes-tiny")
-    monkeypatch.setattr(bundled, "ASSETS_DIR", assets)
     assert bundled.available_bundled_models() == ["shapes-tiny"]
     assert bundled_model_path("shapes-tiny") == assets / "shapes-tiny"
     assert Divot.from_pretrained("shapes-tiny").detokenizer is not None
     with pytest.raises(FileNotFoundError, match="available bundled models: shapes-tiny"):
         bundled_model_path("other")
+
+
+def test_the_shipped_model_is_bundled():
+    assert "shapes-tiny" in bundled.available_bundled_models()  # divot/assets/shapes-tiny (train/shapes_model.py)
 
 
 def test_parts_must_agree_on_token_shapes(model):
