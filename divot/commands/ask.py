@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from divot.commands.model_options import add_decoding_arguments, add_model_arguments
+from divot.commands.model_options import add_comprehension_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", type=Path, help="video file (mp4, gif, webm, ...)")
     parser.add_argument("question", help="the question, e.g. 'What colour is the object?'")
-    parser.add_argument("--max-clips", type=int, default=None, help="at most this many 2-second clips (20)")
-    add_model_arguments(parser)
-    add_decoding_arguments(parser)
+    add_comprehension_arguments(parser)
 
 
 def run(args) -> int:

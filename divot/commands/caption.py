@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from divot.commands.model_options import add_decoding_arguments, add_model_arguments
+from divot.commands.model_options import add_comprehension_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,9 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instruction", default=None,
                         help="ask this instead of using the caption prompt, e.g. 'Describe the video.' "
                              "(for instruction-tuned models)")
-    parser.add_argument("--max-clips", type=int, default=None, help="at most this many 2-second clips (20)")
-    add_model_arguments(parser)
-    add_decoding_arguments(parser)
+    add_comprehension_arguments(parser)
 
 
 def run(args) -> int:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from divot.commands.model_options import add_decoding_arguments, add_model_arguments
+from divot.commands.model_options import add_comprehension_arguments
 
 HELP = """commands:
   /help         this help
@@ -24,9 +24,7 @@ anything else is a question about the video"""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", type=Path, help="video file to talk about (switch later with /video PATH)")
-    parser.add_argument("--max-clips", type=int, default=None, help="at most this many 2-second clips (20)")
-    add_model_arguments(parser)
-    add_decoding_arguments(parser)
+    add_comprehension_arguments(parser)
 
 
 def run(args) -> int:

@@ -20,6 +20,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LLM weights: auto = bfloat16 on cuda, float32 on cpu (default: auto)")
 
 
+def add_comprehension_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``ask``, ``caption`` and ``chat`` share after their positional arguments: clips, model, decoding."""
+    parser.add_argument("--max-clips", type=int, default=None, help="at most this many 2-second clips (20)")
+    add_model_arguments(parser)
+    add_decoding_arguments(parser)
+
+
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed: same seed, same answer (default 0)")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")

@@ -17,19 +17,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from divot.data.shapes.measure import measure_clip
-from divot.data.shapes.world import COLOURS, MOTIONS, SHAPES, split_combos
+from divot.data.shapes.world import COLOURS, MOTIONS, SHAPES, parse_caption, split_combos
 
 logger = logging.getLogger(__name__)
 
 ATTRIBUTES = ("colour", "shape", "motion")
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "motion": 1 / len(MOTIONS)}
-
-
-def parse_caption(text: str) -> dict[str, str | None]:
-    """The first colour, shape and motion of the shapes world's vocabulary named in ``text``."""
-    from divot.training.llm_eval import parse_caption as parse
-
-    return parse(text)
 
 
 def _accuracy(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:

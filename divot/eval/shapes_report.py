@@ -71,8 +71,8 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
             mc = answers.get(row["id"])
             qa = ""
             if mc is not None:
-                qa = (f"<br>Q: {e(str(mc.get('question', '')))}<br>A: {e(str(mc.get('prediction_text', mc.get('prediction'))))}"
-                      f" {_mark(bool(mc.get('correct')))}")
+                qa = (f"<br>Q: {e(str(mc['question']))}<br>A: {e(str(mc['prediction_text']))}"
+                      f" {_mark(mc['correct'])}")
             parts.append(f"<figure><video src='{_rel(video, path.parent)}' autoplay loop muted playsinline></video>"
                          f"<figcaption>truth: {e(row['truth'])}<br>said: {e(row['caption'])}<br>{marks}{qa}"
                          "</figcaption></figure>")

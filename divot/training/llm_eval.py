@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from divot.data.shapes.world import COLOURS, MOTIONS, SHAPES
+from divot.data.shapes.world import parse_caption
 from divot.data.token_cache import TokenCache
 from divot.llm import GENERATION_TEMPLATES, DivotLLM, LLMCollator, SequenceBuilder
 from divot.training.llm_data import read_records
 
 logger = logging.getLogger(__name__)
-
-
-def parse_caption(text: str) -> dict[str, str | None]:
-    """The first colour, shape and motion of the shapes world's vocabulary named in ``text``."""
-    text = text.lower()
-    words = re.findall(r"[a-z]+", text)
-    hits = [(text.find(m), m) for m in MOTIONS if m in text]
-    return {"colour": next((w for w in words if w in COLOURS), None),
-            "shape": next((w for w in words if w in SHAPES), None),
-            "motion": min(hits)[1] if hits else None}
 
 
 @contextmanager

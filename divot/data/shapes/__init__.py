@@ -22,6 +22,7 @@ from divot.data.shapes.world import (
     SPLITS,
     ClipSpec,
     ObjectSpec,
+    parse_caption,
     render_clip,
     sample_spec,
     split_combos,
@@ -31,5 +32,6 @@ __all__ = [
     "COLOURS", "COLOUR_RGB", "HELD_OUT_COMBOS", "MOTIONS", "MOTION_WORDS", "SHAPES", "SPLITS",
     "ClipMeasurement", "ClipSpec", "ObjectSpec", "StorySpec",
     "background_colour", "classify_motion", "dominant_colour", "generate_dataset", "mask_iou", "measure_clip",
-    "object_mask", "render_clip", "render_story", "sample_spec", "sample_story", "shape_label", "split_combos",
+    "object_mask", "render_clip", "render_story", "parse_caption",
+    "sample_spec", "sample_story", "shape_label", "split_combos",
 ]

@@ -12,6 +12,7 @@ frames = render_clip(spec, rng=rng, ...)`` (the rng also places the objects).
 from __future__ import annotations
 
 import colorsys
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -293,3 +294,15 @@ def render_clip(spec: ClipSpec, size: int = 32, num_frames: int = DENSE_FRAMES,
     tracks = place_objects(spec, num_frames, rng, object_size, travel)
     items = [(o.shape, o.colour, cx, cy, half, 0) for o, (cx, cy, half) in zip(spec.objects, tracks, strict=True)]
     return render_tracks(items, size, num_frames, spec.background, antialias)
+
+
+def parse_caption(text: str) -> dict[str, str | None]:
+    """The first colour, shape and motion of the shapes world's vocabulary named in ``text`` (None if absent).
+
+    Motions are phrases ("moves left"), so the earliest phrase found wins."""
+    text = text.lower()
+    words = re.findall(r"[a-z]+", text)
+    hits = [(text.find(m), m) for m in MOTIONS if m in text]
+    return {"colour": next((w for w in words if w in COLOURS), None),
+            "shape": next((w for w in words if w in SHAPES), None),
+            "motion": min(hits)[1] if hits else None}
