@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "caption": ("divot.commands.caption", "caption a video"),
     "chat": ("divot.commands.chat", "talk about a video in the terminal (follow-up questions, /help)"),
     "generate": ("divot.commands.generate", "generate a video (.mp4 / .gif) from a text prompt"),
+    "story": ("divot.commands.story", "tell a story: text and generated clips, saved as an HTML storyboard"),
     "eval": ("divot.commands.eval", "run an evaluation task (`divot eval --help` lists them)"),
 }
 

@@ -6,6 +6,7 @@
     chat = model.chat("clip.mp4"); chat.ask("What shape is it?"); chat.ask("And how does it move?")
     model.generate_video("a red circle moves left").save("circle.gif")
     model.tokens("clip.mp4")                              # (clips, q, d) float32
+    model.tell_story("Generate a story about a red circle.").save("outputs/story")
 
 Text decoding uses the reference settings (temperature 0.7, top-p 0.5; the LLM config's defaults); ``seed`` makes a
 call reproducible without touching the global random state, ``greedy=True`` decodes greedily. The library never
@@ -26,6 +27,7 @@ from divot.chat.video import Video, sparse_clips
 logger = logging.getLogger(__name__)
 
 PARTS = ("tokenizer", "llm", "detokenizer")  # subfolders of a Divot directory; the de-tokenizer is optional
+STORY_PART = "story_llm"  # optional subfolder: the story fine-tuned Divot-LLM (train/story.py), used by tell_story
 DECODING_KEYS = ("greedy", "temperature", "top_p", "max_new_tokens")
 
 
@@ -42,7 +44,7 @@ class Divot:
         model.ask("clip.mp4", "What colour is the object?", seed=0)
     """
 
-    def __init__(self, tokenizer, llm, detokenizer=None):
+    def __init__(self, tokenizer, llm, detokenizer=None, story_llm=None):
         check_token_shapes(tokenizer, llm, detokenizer)
         if llm.tokenizer is None:
             raise ValueError("the DivotLLM has no text tokenizer: build it with one (from_pretrained / from_preset)")
@@ -52,10 +54,12 @@ class Divot:
         self.llm = llm.eval()
         self.detokenizer = detokenizer.eval() if detokenizer is not None else None
         self.builder = SequenceBuilder.from_config(llm.tokenizer, llm.config)
+        self._story_llm = story_llm  # a DivotLLM, a directory (loaded on first use) or None (use llm)
+        self._llm_dtype = None
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_components(cls, tokenizer, llm, detokenizer=None) -> Divot:
+    def from_components(cls, tokenizer, llm, detokenizer=None, story_llm=None) -> Divot:
         """From models in memory: a ``VideoTokenizer``, a ``DivotLLM`` and optionally a ``Detokenizer``.
 
         Their token shapes must agree (tokenizer num_tokens x token_dim = LLM num_queries x token_dim =
@@ -65,32 +69,40 @@ class Divot:
 
             model = Divot.from_components(VideoTokenizer.from_preset("tiny"), DivotLLM.from_preset("tiny"),
                                           Detokenizer.from_preset("tiny"))
+
+        ``story_llm``: an optional second ``DivotLLM`` fine-tuned on stories (``tell_story`` uses it).
         """
-        return cls(tokenizer, llm, detokenizer)
+        return cls(tokenizer, llm, detokenizer, story_llm)
 
     @classmethod
     def from_parts(cls, tokenizer: str | Path, llm: str | Path, detokenizer: str | Path | None = None,
-                   device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Divot:
+                   device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+                   story_llm: str | Path | None = None) -> Divot:
         """From three saved directories (``save_pretrained`` of each model). ``dtype`` applies to the LLM; the
-        tokenizer and de-tokenizer stay float32 (their numerics need it; the tokenizer autocasts on its own)."""
+        tokenizer and de-tokenizer stay float32 (their numerics need it; the tokenizer autocasts on its own).
+        ``story_llm``: a story fine-tuned Divot-LLM directory, loaded when ``tell_story`` first needs it."""
         from divot.diffusion import Detokenizer
         from divot.llm import DivotLLM
         from divot.tokenizer import VideoTokenizer
 
-        for what, path in (("tokenizer", tokenizer), ("llm", llm), ("detokenizer", detokenizer)):
+        for what, path in (("tokenizer", tokenizer), ("llm", llm), ("detokenizer", detokenizer),
+                           ("story_llm", story_llm)):
             if path is not None and not Path(path).is_dir():
                 raise FileNotFoundError(f"{what} directory {path} does not exist")
-        return cls(
+        model = cls(
             VideoTokenizer.from_pretrained(tokenizer, device=device),
             DivotLLM.from_pretrained(llm, device=device, dtype=dtype),
             Detokenizer.from_pretrained(detokenizer, device=device) if detokenizer is not None else None,
+            Path(story_llm) if story_llm is not None else None,
         )
+        model._llm_dtype = dtype
+        return model
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path = DEFAULT_MODEL, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> Divot:
-        """From one directory holding ``tokenizer/``, ``llm/`` and (optionally) ``detokenizer/``, or a bundled
-        model name (``shapes-tiny``). A missing required part is a ``FileNotFoundError`` naming it.
+        """From one directory holding ``tokenizer/``, ``llm/`` and (optionally) ``detokenizer/`` and ``story_llm/``,
+        or a bundled model name (``shapes-tiny``). A missing required part is a ``FileNotFoundError`` naming it.
 
         Example::
 
@@ -106,23 +118,40 @@ class Divot:
         if not detokenizer.is_dir():
             logger.info("%s has no detokenizer/: text only, generate_video is unavailable", root)
             detokenizer = None
-        return cls.from_parts(root / "tokenizer", root / "llm", detokenizer, device=device, dtype=dtype)
+        story = root / STORY_PART
+        return cls.from_parts(root / "tokenizer", root / "llm", detokenizer, device=device, dtype=dtype,
+                              story_llm=story if story.is_dir() else None)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``tokenizer/``, ``llm/`` and (if present) ``detokenizer/`` under ``directory``."""
+        """Write ``tokenizer/``, ``llm/`` and (if present) ``detokenizer/`` and ``story_llm/`` under ``directory``."""
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory / "tokenizer")
         self.llm.save_pretrained(directory / "llm")
         if self.detokenizer is not None:
             self.detokenizer.save_pretrained(directory / "detokenizer")
+        if self._story_llm is not None:
+            self.story_llm.save_pretrained(directory / STORY_PART)
         return directory
 
     def to(self, device: str | torch.device) -> Divot:
         """Move every part to ``device``; returns self."""
-        for part in (self.tokenizer, self.llm, self.detokenizer):
-            if part is not None:
+        for part in (self.tokenizer, self.llm, self.detokenizer, self._story_llm):
+            if isinstance(part, torch.nn.Module):
                 part.to(device)
         return self
+
+    @property
+    def story_llm(self):
+        """The Divot-LLM ``tell_story`` uses: the story fine-tuned one if the model has it, else ``llm``."""
+        if self._story_llm is None:
+            return self.llm
+        if not isinstance(self._story_llm, torch.nn.Module):
+            from divot.llm import DivotLLM
+
+            story = DivotLLM.from_pretrained(self._story_llm, device=self.device, dtype=self._llm_dtype)
+            check_token_shapes(self.tokenizer, story, self.detokenizer)
+            self._story_llm = story.eval()
+        return self._story_llm
 
     @property
     def device(self) -> torch.device:
@@ -198,7 +227,6 @@ class Divot:
 
             model.generate_video("a blue square moves up", seed=1).save("square.mp4")
         """
-        from divot.constants import CLIP_SECONDS
         from divot.llm.sequences import GENERATION_TEMPLATES
 
         if self.detokenizer is None:
@@ -212,16 +240,66 @@ class Divot:
         with seeded(seed, self.device):
             out = self.llm.generate_video(sample, num_clips=num_clips, mode=mode, var_scale=var_scale,
                                           generator=llm_gen)
+        clips = self.render(out.tokens, seed=seed, num_steps=num_steps, guidance_scale=guidance_scale,
+                            guidance_rescale=guidance_rescale, sampler=sampler, progress=progress)
+        return Video(torch.cat([c.frames for c in clips]), fps=clips[0].fps)
+
+    def render(self, tokens: torch.Tensor, *, seed: int = 0, num_steps: int = 20, guidance_scale: float = 7.5,
+               guidance_rescale: float = 0.7, sampler: str = "dpmsolver++", progress: bool = False) -> list[Video]:
+        """De-tokenize clip tokens (clips, q, d): one ``Video`` per clip (the diffusion noise seeded by ``seed``)."""
+        from divot.constants import CLIP_SECONDS
+
+        if self.detokenizer is None:
+            raise ValueError("rendering clips needs a de-tokenizer: this model has none (load a directory with "
+                             "detokenizer/, or pass one to Divot.from_components / from_parts)")
         detok_device = self.detokenizer.uncond_tokens.device
         noise_gen = torch.Generator(device=detok_device).manual_seed(seed)
-        frames = self.detokenizer.decode(out.tokens.to(detok_device), num_steps=num_steps,
-                                         guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
-                                         sampler=sampler, generator=noise_gen, progress=progress)
-        per_clip = frames.shape[1]  # frames: (clips, f, 3, H, W)
-        return Video(frames.flatten(0, 1).float().cpu(), fps=per_clip / CLIP_SECONDS)
+        frames = self.detokenizer.decode(tokens.to(detok_device), num_steps=num_steps, guidance_scale=guidance_scale,
+                                         guidance_rescale=guidance_rescale, sampler=sampler, generator=noise_gen,
+                                         progress=progress)  # (clips, f, 3, H, W)
+        return [Video(clip.float().cpu(), fps=clip.shape[0] / CLIP_SECONDS) for clip in frames]
 
-    # Story telling (text interleaved with generated clips, the "story" format of DESIGN section 6) belongs
-    # here as a method beside generate_video, built from SequenceBuilder's story format; a later issue adds it.
+    def tell_story(self, instruction: str, num_segments: int = 3, *, seed: int = 0, num_steps: int = 20,
+                   guidance_scale: float = 7.5, guidance_rescale: float = 0.7, var_scale: float | None = None,
+                   sampler: str = "dpmsolver++", mode: str = "sample", max_new_tokens: int = 64,
+                   progress: bool = False, **decoding):
+        """A story: text, a clip, text, a clip ... (``num_segments`` of each), each clip rendered as a video.
+
+        The story LLM (``story_llm``: the story fine-tuned model when the directory has ``story_llm/``) writes
+        each segment's text until it opens a video, then its query pass gives the clip's tokens (GMM ``mode``,
+        ``var_scale``), and the story continues with that clip in context (``divot.llm.story``). ``decoding``:
+        ``greedy``, ``temperature``, ``top_p`` (reference 0.7 / 0.5); ``seed`` fixes the text, the tokens and the
+        diffusion noise. Rendering: ``num_steps``, ``sampler``, ``guidance_scale``, ``guidance_rescale``.
+
+        Example::
+
+            story = model.tell_story("Generate a story about a red circle.", num_segments=3, seed=0)
+            story.texts                       # ['a red circle moves left.', 'then it moves up.', ...]
+            story.save("outputs/story")       # storyboard.html + one GIF and MP4 per segment
+        """
+        from divot.chat.story import Story
+
+        check_decoding({**decoding, "max_new_tokens": max_new_tokens})
+        if self.detokenizer is None:
+            raise ValueError("tell_story needs a de-tokenizer to render the clips: this model has none")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+        from divot.llm.sequences import SequenceBuilder
+
+        llm = self.story_llm
+        builder = self.builder if llm is self.llm else SequenceBuilder.from_config(llm.tokenizer, llm.config)
+        prompt = builder.story_prompt(instruction.strip())
+        gen = torch.Generator(device=llm.device).manual_seed(seed)
+        out = llm.generate_story(prompt, num_segments, mode=mode, var_scale=var_scale, generator=gen,
+                                 max_new_tokens=max_new_tokens, **decoding)
+        videos = self.render(out.tokens, seed=seed, num_steps=num_steps, guidance_scale=guidance_scale,
+                             guidance_rescale=guidance_rescale, sampler=sampler, progress=progress)
+        settings = {"seed": seed, "num_steps": num_steps, "sampler": sampler, "guidance_scale": guidance_scale,
+                    "mode": mode, "var_scale": llm.config.var_scale if var_scale is None else var_scale,
+                    "story_llm": self._story_llm is not None, **decoding}
+        if any(out.forced_video):
+            settings["forced_video"] = out.forced_video
+        return Story(instruction.strip(), out.texts, videos, out.tokens, settings)
 
 
 def check_token_shapes(tokenizer, llm, detokenizer=None) -> None:

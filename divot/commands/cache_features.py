@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokenizer directory (config.json + model.safetensors) or a preset name "
                              "('tiny', 'paper') for random weights")
     parser.add_argument("--videos", required=True, type=Path,
-                        help="a folder of videos, or an annotation file (.jsonl / .json / .csv)")
+                        help="a folder of videos, an annotation file (.jsonl / .json / .csv), or a story file "
+                             "(.jsonl with 'segments': one clip per segment, cached as STORY_ID#K)")
     parser.add_argument("--out", required=True, type=Path, help="cache folder (created; a rerun resumes it)")
     parser.add_argument("--video-root", type=Path, default=None,
                         help="where relative paths of an annotation file start (default: its folder)")

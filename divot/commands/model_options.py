@@ -1,5 +1,5 @@
-"""Options shared by the chat-style commands (``ask``, ``caption``, ``chat``, ``generate``): the model, the device,
-the decoding settings, and loading a ``Divot`` from them. Not a subcommand."""
+"""Options shared by the chat-style commands (``ask``, ``caption``, ``chat``, ``generate``, ``story``): the model,
+the device, the decoding and rendering settings, and loading a ``Divot`` from them. Not a subcommand."""
 
 from __future__ import annotations
 
@@ -34,6 +34,33 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sampling temperature (default: the model's, 0.7 for the reference settings)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling top-p (default: the model's, 0.5)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="longest answer in tokens (default: the model's)")
+
+
+def add_rendering_arguments(parser: argparse.ArgumentParser) -> None:
+    """How generated clips are made (``generate``, ``story``): GMM sampling and the de-tokenizer's sampler."""
+    parser.add_argument("--steps", type=int, default=20, help="de-tokenizer sampling steps (default 20)")
+    parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (1: off)")
+    parser.add_argument("--rescale", type=float, default=0.7, help="guidance rescale (0: off)")
+    parser.add_argument("--var-scale", type=float, default=None,
+                        help="GMM variance scale when sampling tokens (default: the model's, 0.1)")
+    parser.add_argument("--sampler", default="dpmsolver++",
+                        help="dpmsolver++ (default), reference (the published DDIM), ddim, euler, unipc or ddpm")
+    parser.add_argument("--mode", choices=["sample", "mean", "top"], default="sample",
+                        help="how tokens come from the GMM (default: sample)")
+
+
+def rendering_options(args) -> dict:
+    """Keyword arguments for ``Divot.generate_video`` / ``tell_story`` from ``add_rendering_arguments`` options."""
+    from divot.diffusion.detokenizer import SAMPLERS
+
+    if args.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {args.sampler!r}; choose from {list(SAMPLERS)}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.var_scale is not None and args.var_scale <= 0:
+        raise ValueError(f"--var-scale must be > 0, got {args.var_scale}")
+    return {"num_steps": args.steps, "guidance_scale": args.guidance, "guidance_rescale": args.rescale,
+            "var_scale": args.var_scale, "sampler": args.sampler, "mode": args.mode}
 
 
 def decoding_options(args) -> dict:

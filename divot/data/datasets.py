@@ -5,7 +5,9 @@ Annotation sources (``read_annotations``):
   * a JSONL / JSON list of records with ``video`` (or ``path``), optional ``caption``, ``attributes`` and
     ``split`` (the shapes world's ``metadata.jsonl``),
   * a CSV with a ``video`` / ``path`` column, or WebVid's ``videoid`` + ``page_dir`` columns
-    (``{video_root}/{page_dir}/{videoid}.mp4``) and ``name`` as the caption.
+    (``{video_root}/{page_dir}/{videoid}.mp4``) and ``name`` as the caption,
+  * a story file (DESIGN section 10, ``divot.data.stories``): one item per segment, its clip taken from the
+    segment's [start, end) window, its text as the caption (e.g. de-tokenizer fine-tuning on story videos).
 Relative paths resolve against ``video_root`` (default: the annotation file's folder).
 
 Unreadable videos never stop a run: ``ClipDataset`` returns ``None`` for them and ``collate_clips`` drops
@@ -26,6 +28,7 @@ from torch.utils.data import Dataset, Sampler
 
 from divot.constants import DENSE_FRAMES, MAX_CLIPS, SPARSE_INDICES
 from divot.data.loading import clip_indices_for, load_indexed_clips
+from divot.data.stories import StorySegment, is_story_file, read_stories, segment_indices_for
 from divot.data.video import VideoDecodeError, list_videos
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class VideoItem:
     labels: dict = field(default_factory=dict)  # e.g. the first object's shape / colour / motion
     split: str | None = None
     video_id: str | None = None  # the record's id (``id`` / ``video_id`` / ``q_uid`` / WebVid ``videoid``)
+    segment: StorySegment | None = None  # a story segment: the clip comes from its [start, end) window
 
 
 def read_annotations(source: str | Path, video_root: str | Path | None = None,
@@ -48,6 +52,9 @@ def read_annotations(source: str | Path, video_root: str | Path | None = None,
         raise FileNotFoundError(f"training data not found: {source}")
     if source.is_dir():
         items = [VideoItem(p) for p in list_videos(source, recursive=True)]
+    elif is_story_file(source):
+        items = [_segment_item(story, k, video_root) for story in read_stories(source, video_root)
+                 for k in range(len(story.segments))]
     else:
         root = Path(video_root) if video_root else source.parent
         records = _read_records(source)
@@ -93,6 +100,15 @@ def _item(record: dict, root: Path, where: str) -> VideoItem:
                      video_id=video_id)
 
 
+def _segment_item(story, k: int, video_root) -> VideoItem:
+    segment = story.segments[k]
+    attrs = story.extra.get("attributes")
+    labels = {}
+    if isinstance(attrs, list) and k < len(attrs) and attrs[k] and isinstance(attrs[k][0], dict):
+        labels = dict(attrs[k][0])  # the shapes world: the subject's attributes in that clip
+    return VideoItem(segment.video, segment.text, labels, story.extra.get("split"), story.segment_id(k), segment)
+
+
 class ClipDataset(Dataset):
     """Item i -> ``{"dense": (16, 3, S, S), "sparse": (5, 3, S, S), "index": i}`` in [-1, 1], or None when
     the video cannot be read.
@@ -118,7 +134,9 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict | None:
         item = self.items[i]
         try:
-            if self.random_window:
+            if item.segment is not None:
+                indices = segment_indices_for(item.segment)  # (1, 16): the segment's own clip
+            elif self.random_window:
                 rng = np.random.default_rng([self.seed, self.epoch, i])
                 windows = clip_indices_for(item.path, MAX_CLIPS, rng)  # (clips, 16)
                 indices = windows[rng.integers(len(windows))][None]

@@ -124,6 +124,14 @@ class DivotGenerationMixin:
         text = self.tokenizer.decode(text_ids, skip_special_tokens=True).strip()
         return GeneratedVideo(torch.stack(tokens).float().cpu(), text, torch.tensor(seq))
 
+    def generate_story(self, prompt, num_segments: int = 3, **kwargs):
+        """Text and clip tokens, segment after segment, for a story prompt (``SequenceBuilder.story_prompt``);
+        see ``divot.llm.story.generate_story`` for the loop and the options."""
+        from divot.llm.story import generate_story
+
+        self._require_tokenizer()
+        return generate_story(self, prompt, num_segments, **kwargs)
+
     @torch.no_grad()
     def score_continuations(self, prompt, continuations: list[str], normalize: bool = False) -> torch.Tensor:
         """Log-likelihood (float32, (n,)) of each continuation text after ``prompt``; the prompt runs once and

@@ -190,6 +190,13 @@ class SequenceBuilder:
         p.add(self.encode(f" {question}{INST_END}"), False)
         return self._finish(p)
 
+    def story_prompt(self, instruction: str) -> LLMSample:
+        """``<s>[INST] instruction [/INST]\\n``: the model continues with text1 ``<vid>`` ... (the story row)."""
+        p = _Parts()
+        p.add([self.ids.bos], False)
+        p.add(self.encode(f"{INST_START} {instruction}{INST_END}"), False)
+        return self._finish(p)
+
     def caption_prompt(self, clips: torch.Tensor) -> LLMSample:
         """``<s> <vid> clips </vid>``: the model continues with a caption (the pretraining format)."""
         p = _Parts()

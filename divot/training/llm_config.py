@@ -1,4 +1,5 @@
-"""Run config of Divot-LLM training: stages ``pretrain``, ``sft_comp`` and ``sft_gen`` (DESIGN section 6).
+"""Run config of Divot-LLM training: stages ``pretrain``, ``sft_comp``, ``sft_gen`` and ``story`` (DESIGN
+sections 6 and 10).
 
 One schema for every stage: a weighted mixture of data sources (annotations + a token cache each), which
 projections are frozen, LoRA or full fine-tuning, the optimiser and schedule, the DeepSpeed setup, evaluation.
@@ -11,13 +12,14 @@ from dataclasses import dataclass, field
 
 from divot.training.optim import OptimConfig
 
-STAGES = ("pretrain", "sft_comp", "sft_gen")
-KINDS = ("caption", "generation", "qa", "image")
-FORMATS = ("caption", "generation", "generation_instruction", "qa", "image")
+STAGES = ("pretrain", "sft_comp", "sft_gen", "story")
+KINDS = ("caption", "generation", "qa", "image", "story")
+FORMATS = ("caption", "generation", "generation_instruction", "qa", "image", "story")
 FREEZABLE = ("input_proj", "gmm_head", "llm")
 # What each stage freezes unless ``freeze`` says otherwise: SFT-comprehension keeps the output projection
-# (the GMM head) fixed, SFT-generation the input projection.
-STAGE_FREEZE = {"pretrain": (), "sft_comp": ("gmm_head",), "sft_gen": ("input_proj",)}
+# (the GMM head) fixed, SFT-generation the input projection; story fine-tuning generates every clip, so the
+# input projection gets no gradient there either.
+STAGE_FREEZE = {"pretrain": (), "sft_comp": ("gmm_head",), "sft_gen": ("input_proj",), "story": ("input_proj",)}
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -28,10 +30,12 @@ class SourceConfig:
     ``annotations``: a shapes-world ``metadata.jsonl`` (id, caption, attributes), an EgoSchema-format
     ``questions.json`` (q_uid, question, option 0..4; the answers in ``answers``), an MSVD-QA ``qa.json``
     (video_name, question, answer) or any JSON / JSONL records with an id (``id`` / ``video_id`` / ``q_uid`` /
-    ``video_name``) and ``caption`` or ``question`` + ``answer``. ``tokens``: the token cache of those videos.
+    ``video_name``) and ``caption`` or ``question`` + ``answer``; for ``kind: story`` a story JSONL (DESIGN
+    section 10, ``divot.data.stories``). ``tokens``: the token cache of those videos (of a story file: its
+    segments, ``divot cache-features --videos stories.jsonl``).
     """
 
-    kind: str = "caption"  # caption | generation | qa | image
+    kind: str = "caption"  # caption | generation | qa | image | story
     annotations: str = ""
     tokens: str = ""
     weight: float = 1.0  # relative sampling weight inside the mixture
@@ -49,6 +53,10 @@ class SourceConfig:
             raise ValueError(f"a {self.kind} data source needs 'annotations' (a file) and 'tokens' (a token cache)")
         if not self.weight > 0:
             raise ValueError(f"data source weight must be > 0, got {self.weight}")
+
+        if (self.kind == "story") != (self.sequence_format("pretrain") == "story"):
+            raise ValueError(f"a {self.kind} data source cannot use the {self.format} format (stories and only "
+                             "stories use the story format)")
 
     def sequence_format(self, stage: str) -> str:
         """The sequence builder used: captions and images always pretrain-style, QA the instruction format,
@@ -116,7 +124,14 @@ class LLMEvalConfig:
     questions: str | None = None  # EgoSchema-format questions.json of the held-out clips
     answers: str | None = None  # its subset_answers.json
     num_mc: int = 64  # multiple-choice questions scored by option log-likelihood
+    stories: str | None = None  # held-out story JSONL: LM loss of the texts and GMM NLL of the clips (story row)
+    story_tokens: str | None = None  # the token cache of its segments
+    num_stories: int = 64
     batch_size: int = 16
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.annotations or self.stories)
 
 
 def reference_optim() -> OptimConfig:
@@ -164,6 +179,10 @@ class LLMTrainConfig:
             raise ValueError(f"freeze: unknown part(s) {bad}; choose from {FREEZABLE}")
         if self.lora.enabled and "llm" in self.frozen:
             raise ValueError("freeze contains 'llm' but lora.enabled is true: LoRA trains the LLM")
+        if self.eval.stories and not self.eval.story_tokens:
+            raise ValueError("eval.stories needs eval.story_tokens (the token cache of those stories' segments)")
+        if self.eval.annotations and not self.eval.tokens:
+            raise ValueError("eval.annotations needs eval.tokens (the token cache of those held-out clips)")
         if bool(self.eval.questions) != bool(self.eval.answers):
             raise ValueError("eval.questions and eval.answers go together (EgoSchema questions.json + answers)")
 

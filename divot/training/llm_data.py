@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from divot.data.stories import StoryRecord, read_stories
 from divot.data.token_cache import TokenCache
 from divot.llm.sequences import LLMSample, SequenceBuilder
 from divot.training.llm_config import SourceConfig
@@ -104,8 +105,10 @@ class SampleBuilder:
     def __init__(self, builder: SequenceBuilder, max_clips: int):
         self.builder, self.max_clips = builder, max_clips
 
-    def __call__(self, fmt: str, record: Record, tokens: torch.Tensor, rng: random.Random) -> LLMSample:
+    def __call__(self, fmt: str, record: Record | StoryRecord, tokens: torch.Tensor, rng: random.Random) -> LLMSample:
         b = self.builder
+        if fmt == "story":  # tokens: (segments, q, d), one clip per segment
+            return b.story(record.instruction, record.texts, tokens)
         clips = tokens[: self.max_clips]  # (clips, q, d)
         if fmt in ("caption", "image", "generation", "generation_instruction") and not record.caption:
             raise ValueError(f"video {record.video_id!r}: the {fmt} format needs a caption")
@@ -143,6 +146,9 @@ class TokenSource:
         if cfg.tokens not in caches:
             caches[cfg.tokens] = TokenCache(cfg.tokens)
         self.cache = caches[cfg.tokens]
+        if self.format == "story":
+            self.records = self._stories(cfg)
+            return
         records = read_records(cfg.annotations, cfg.answers, cfg.split)
         usable = [r for r in records if (r.turns if self.format == "qa" else r.caption)]
         if not usable:
@@ -161,6 +167,23 @@ class TokenSource:
         if not self.records:
             raise ValueError(f"{self.name}: none of the {len(records)} videos of {cfg.annotations} is in the token "
                              f"cache {cfg.tokens}")
+
+    def _stories(self, cfg: SourceConfig) -> list[StoryRecord]:
+        stories = read_stories(cfg.annotations, split=cfg.split)
+        usable = [s for s in stories if all(s.segment_id(k) in self.cache for k in range(len(s.segments)))]
+        if len(usable) < len(stories):
+            logger.warning("%s: %d of %d stories have segments missing from the token cache %s (skipped)",
+                           self.name, len(stories) - len(usable), len(stories), cfg.tokens)
+        if not usable:
+            raise ValueError(f"{self.name}: no story of {cfg.annotations} has all its segments in the token cache "
+                             f"{cfg.tokens} (cache them with: divot cache-features --videos {cfg.annotations})")
+        return usable
+
+    def tokens(self, record: Record | StoryRecord) -> torch.Tensor:
+        """The record's clip tokens: (clips, q, d), or (segments, q, d) for a story (each segment's clip)."""
+        if isinstance(record, StoryRecord):
+            return torch.stack([self.cache[record.segment_id(k)][0] for k in range(len(record.segments))])
+        return self.cache[record.video_id]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -230,7 +253,7 @@ class MixtureDataset(Dataset):
         source = self.sources[s]
         record = source.records[r]
         rng = random.Random(f"{self.seed}-{i}")  # the template, the generated clip: fixed per position
-        return self.make_sample(source.format, record, source.cache[record.video_id], rng)
+        return self.make_sample(source.format, record, source.tokens(record), rng)
 
 
 class RankBatches(Sampler[list[int]]):

@@ -4,7 +4,9 @@
   compared with the clip's attributes (first object);
 - GMM NLL / d of the clip tokens in the stage's generation format (lower is better), and the caption LM loss;
 - multiple choice: EgoSchema-format questions answered by the option with the highest log-likelihood
-  (per token) after the QA prompt.
+  (per token) after the QA prompt;
+- stories (``eval.stories``): LM loss of the texts and delimiters and GMM NLL / d of every clip in the story
+  format, over held-out stories.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from divot.data.shapes.world import parse_caption
+from divot.data.stories import read_stories
 from divot.data.token_cache import TokenCache
 from divot.llm import GENERATION_TEMPLATES, DivotLLM, LLMCollator, SequenceBuilder
 from divot.training.llm_data import read_records
@@ -44,18 +47,50 @@ class LLMEvaluator:
                  out_dir: Path | None, caches: dict[str, TokenCache]):
         self.cfg, self.ecfg, self.model, self.builder = cfg, cfg.eval, model, builder
         self.device, self.autocast, self.out_dir = device, autocast, out_dir
-        if self.ecfg.tokens not in caches:
-            caches[self.ecfg.tokens] = TokenCache(self.ecfg.tokens)
-        self.cache = caches[self.ecfg.tokens]
+        self.records, self.questions, self.stories = [], [], []
+        self.collator = LLMCollator(builder.ids.pad, model.config.num_queries)
+        if self.ecfg.stories:
+            self._load_stories(caches)
+        if not self.ecfg.annotations:
+            return
+        self.cache = self._cache(caches, self.ecfg.tokens)
         self.records = [r for r in read_records(self.ecfg.annotations) if r.video_id in self.cache and r.caption]
         if not self.records:
             raise ValueError(f"eval: no captioned clip of {self.ecfg.annotations} is in the token cache "
                              f"{self.ecfg.tokens}")
-        self.questions = []
         if self.ecfg.questions:
             self.questions = [r for r in read_records(self.ecfg.questions, self.ecfg.answers)
                               if r.video_id in self.cache and r.options]
-        self.collator = LLMCollator(builder.ids.pad, model.config.num_queries)
+
+    @staticmethod
+    def _cache(caches: dict[str, TokenCache], path: str) -> TokenCache:
+        if path not in caches:
+            caches[path] = TokenCache(path)
+        return caches[path]
+
+    def _load_stories(self, caches) -> None:
+        cache = self._cache(caches, self.ecfg.story_tokens)
+        for story in read_stories(self.ecfg.stories)[: self.ecfg.num_stories]:
+            ids = [story.segment_id(k) for k in range(len(story.segments))]
+            if all(i in cache for i in ids):
+                self.stories.append((story, torch.stack([cache[i][0] for i in ids]).float()))
+        if not self.stories:
+            raise ValueError(f"eval: no story of {self.ecfg.stories} has its segments in the token cache "
+                             f"{self.ecfg.story_tokens}")
+
+    def story_losses(self) -> dict:
+        """Mean LM loss (texts, ``<vid>``, ``</vid>``, ``</s>``) and GMM NLL / d over the held-out stories."""
+        if not self.stories:
+            return {}
+        samples = [self.builder.story(s.instruction, s.texts, clips) for s, clips in self.stories]
+        lm = nll = 0.0
+        for batch in self._batches(samples):
+            out = self.model(batch)
+            n = batch["input_ids"].shape[0]
+            lm += float(out["lm_loss"]) * n
+            nll += float(out["gmm_loss"]) * n
+        return {"story_lm_loss": lm / len(samples), "story_gmm_nll": nll / len(samples),
+                "num_stories": len(samples)}
 
     def _clips(self, record) -> torch.Tensor:
         return self.cache[record.video_id][: self.cfg.data.max_clips].float()  # (clips, q, d)
@@ -67,6 +102,8 @@ class LLMEvaluator:
 
     def caption_accuracy(self) -> dict:
         records = self.records[: self.ecfg.num_caption]
+        if not records:
+            return {}
         correct = {"colour": 0, "shape": 0, "motion": 0, "all": 0}
         examples = []
         with plain_llm(self.model) as model:
@@ -92,6 +129,8 @@ class LLMEvaluator:
     def losses(self) -> dict:
         """GMM NLL / d over held-out generation targets, LM loss of held-out captions."""
         records = self.records[: self.ecfg.num_gmm]
+        if not records:
+            return {}
         b = self.builder
         if self.cfg.stage == "pretrain":
             gen = [b.generation(r.caption, self._clips(r)[:1]) for r in records]
@@ -125,7 +164,8 @@ class LLMEvaluator:
         self.model.eval()
         try:
             with self.autocast():
-                result = {"step": step, **self.losses(), **self.caption_accuracy(), **self.multiple_choice()}
+                result = {"step": step, **self.losses(), **self.caption_accuracy(), **self.multiple_choice(),
+                          **self.story_losses()}
         finally:
             self.model.train(was_training)
         logger.info("eval step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in result.items()

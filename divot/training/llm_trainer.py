@@ -1,10 +1,10 @@
-"""The Divot-LLM training loop (pretrain, sft_comp, sft_gen): one process, or DeepSpeed ZeRO-2 / ZeRO-3.
+"""The Divot-LLM training loop (pretrain, sft_comp, sft_gen, story): one process, or DeepSpeed ZeRO-2 / ZeRO-3.
 
 Run folder (``output_dir``)::
 
     config.yaml       the resolved run config
     metrics.jsonl     step, loss, lm_loss, gmm_loss, lr, grad norm, tokens/s, samples, epoch (every log_every)
-    eval.jsonl        held-out caption accuracy by attribute, GMM NLL, caption LM loss, multiple choice
+    eval.jsonl        held-out caption accuracy by attribute, GMM NLL, caption LM loss, multiple choice, story losses
     checkpoints/      atomic, resumable (model incl. LoRA, optimiser, schedule, RNG, data position)
     model/            the final model, LoRA merged: ``DivotLLM.from_pretrained(output_dir / "model")``
 """
@@ -143,7 +143,7 @@ def train_llm(cfg: LLMTrainConfig) -> dict:
 
     zero3 = use_deepspeed and cfg.deepspeed.stage == 3
     evaluator = None
-    if cfg.eval.annotations and (is_main or zero3):  # ZeRO-3: every rank takes part in each forward
+    if cfg.eval.enabled and (is_main or zero3):  # ZeRO-3: every rank takes part in each forward
         evaluator = LLMEvaluator(cfg, model, builder, device, autocast, out if is_main else None, caches)
     if use_deepspeed:
         engine = DeepSpeedEngine(model, named, cfg.optim, batch_size, deepspeed_extra(cfg))

@@ -17,6 +17,7 @@ from divot.constants import MAX_CLIPS, NUM_SPARSE_FRAMES
 from divot.data.datasets import VideoItem, read_annotations
 from divot.data.loading import clip_indices_for, load_indexed_clips
 from divot.data.sampling import sparse_indices
+from divot.data.stories import StorySegment, segment_indices_for
 from divot.data.token_cache.format import (
     FORMAT,
     SUMMARY_NAME,
@@ -39,6 +40,7 @@ _UNREADABLE = (VideoDecodeError, FileNotFoundError, OSError, ValueError)
 class CacheItem:
     video_id: str
     path: Path
+    segment: StorySegment | None = None  # a story segment: one clip from its [start, end) window
 
 
 def cache_items(videos, video_root: str | Path | None = None) -> list[CacheItem]:
@@ -47,8 +49,9 @@ def cache_items(videos, video_root: str | Path | None = None) -> list[CacheItem]
     ``videos``: a folder (every video in it, recursively; id = the path relative to the folder without its
     suffix, i.e. the file stem for a flat folder), an annotation file (.jsonl / .json / .csv, see
     ``read_annotations``; id = the record's ``id`` / ``video_id`` / ``q_uid`` / ``videoid``, else the file
-    stem), or a sequence of paths, ``VideoItem`` or ``CacheItem``. Repeated (id, path) pairs are kept once;
-    one id naming two different files is a ValueError.
+    stem), a story file (.jsonl with ``segments``, DESIGN section 10: one clip per segment, id ``story#k``, see
+    ``divot.data.stories``), or a sequence of paths, ``VideoItem`` or ``CacheItem``. Repeated (id, path) pairs
+    are kept once; one id naming two different files is a ValueError.
     """
     if isinstance(videos, (str, Path)):
         source = Path(videos)
@@ -68,7 +71,7 @@ def cache_items(videos, video_root: str | Path | None = None) -> list[CacheItem]
     unique: dict[str, CacheItem] = {}
     for item in items:
         seen = unique.setdefault(item.video_id, item)
-        if seen.path != item.path:
+        if (seen.path, seen.segment) != (item.path, item.segment):
             raise ValueError(f"video id {item.video_id!r} names two files: {seen.path} and {item.path}")
     return list(unique.values())
 
@@ -77,7 +80,7 @@ def _as_item(video) -> CacheItem:
     if isinstance(video, CacheItem):
         return video
     if isinstance(video, VideoItem):
-        return CacheItem(video.video_id or video.path.stem, video.path)
+        return CacheItem(video.video_id or video.path.stem, video.path, video.segment)
     return CacheItem(Path(video).stem, Path(video))
 
 
@@ -91,9 +94,13 @@ class _DecodedVideos(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict:
-        path = self.items[i].path
+        item = self.items[i]
+        path = item.path
         try:
-            dense = clip_indices_for(path, self.max_clips)  # (clips, 16): the one deterministic policy
+            if item.segment is not None:
+                dense = segment_indices_for(item.segment)  # (1, 16): the segment's window
+            else:
+                dense = clip_indices_for(path, self.max_clips)  # (clips, 16): the one deterministic policy
             clips = load_indexed_clips(path, sparse_indices(dense), self.frame_size)  # (clips, 5, 3, S, S)
         except _UNREADABLE as err:
             return {"index": i, "error": " ".join(str(err).split()) or type(err).__name__}
