@@ -188,3 +188,46 @@ def test_a_video_shows_inline_in_jupyter_as_a_base64_gif():
     data = html.split("base64,", 1)[1].split('"', 1)[0]
     assert base64.b64decode(data)[:4] == b"GIF8"
     assert "4 frames" in repr(video) and video.duration == 0.5
+
+
+# -- stories ---------------------------------------------------------------------------------------------------------
+def test_tell_story_returns_texts_and_one_video_per_segment(model, tmp_path):
+    story = model.tell_story("Generate a story about a red circle.", num_segments=2, seed=0, num_steps=2,
+                             greedy=True, max_new_tokens=4)
+    assert len(story) == 2 and len(story.texts) == len(story.videos) == 2
+    per_clip = model.detokenizer.config.num_frames
+    assert all(v.frames.shape == (per_clip, 3, 32, 32) for v in story.videos)
+    assert story.tokens.shape == (2, model.llm.config.num_queries, model.llm.config.token_dim)
+    board = story.save(tmp_path / "story")
+    assert board.name == "storyboard.html" and "segment_01.gif" in board.read_text()
+    assert probe_video(tmp_path / "story" / "segment_02.mp4").num_frames == per_clip
+    assert story._repr_html_().count("data:image/gif;base64,") == 2
+    again = model.tell_story("Generate a story about a red circle.", num_segments=2, seed=0, num_steps=2,
+                             greedy=True, max_new_tokens=4)
+    assert again.texts == story.texts and torch.equal(again.tokens, story.tokens)  # same seed, same story
+
+
+def test_tell_story_uses_the_story_llm_when_the_model_has_one(divot_model_dir, tmp_path):
+    root = tmp_path / "model"
+    shutil.copytree(divot_model_dir, root)
+    shutil.copytree(divot_model_dir / "llm", root / "story_llm")
+    model = Divot.from_pretrained(root)
+    assert model.story_llm is not model.llm  # loaded on first use
+    story = model.tell_story("Generate a story.", num_segments=1, num_steps=1, max_new_tokens=2)
+    assert story.settings["story_llm"] is True
+    with pytest.raises(ValueError, match="instruction must be a non-empty string"):
+        model.tell_story("  ")
+    with pytest.raises(ValueError, match="unknown decoding option"):
+        model.tell_story("Generate a story.", temprature=0.5)
+
+
+def test_the_bundled_model_tells_stories_with_the_trained_structure():
+    from divot.eval.shapes_stories import score_story
+
+    model = Divot.from_pretrained("shapes-tiny")
+    assert model._story_llm is not None  # shapes-tiny ships story_llm/
+    for colour, shape in (("red", "circle"), ("blue", "square"), ("green", "cross")):
+        instruction = f"Generate a story about a {colour} {shape}."
+        story = model.tell_story(instruction, num_segments=3, seed=0, num_steps=4, greedy=True)
+        score = score_story(instruction, story.texts, [v.frames for v in story.videos])
+        assert score["structured"] and score["follows_instruction"], story.texts

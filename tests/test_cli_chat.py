@@ -2,6 +2,7 @@
 exit code 2 and a one-line ``divot CMD: error: ...`` on stderr, never a traceback."""
 
 import io
+import json
 import os
 import pty
 import select
@@ -52,6 +53,8 @@ def _bad_inputs(tmp_path, model_dir, video):
         "generate": (["generate", "a red circle", "--model", str(model_dir), "--out", str(tmp_path / "x.png")],
                      "x.png"),
         "eval": (["eval", "no-such-task"], "no-such-task"),
+        "story": (["story", "Generate a story.", "--model", str(model_dir), "--out", str(tmp_path / "s"),
+                   "--segments", "0"], "--segments"),
     }
 
 
@@ -93,6 +96,19 @@ def test_generate_writes_the_video(divot_model_dir, tmp_path, capsys):
                  "--steps", "2", "--num-clips", "2", "--device", "cpu"]) == 0
     assert probe_video(out).num_frames == 16  # 2 clips x 8 frames (tiny de-tokenizer)
     assert capsys.readouterr().out.strip() == str(out)
+
+
+def test_story_writes_a_storyboard_and_prints_the_texts(divot_model_dir, tmp_path, capsys):
+    out = tmp_path / "story"
+    assert main(["story", "Generate a story about a red circle.", "--model", str(divot_model_dir), "--out", str(out),
+                 "--segments", "2", "--steps", "2", "--formats", "gif", *FAST]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == str(out / "storyboard.html")
+    assert sorted(p.name for p in out.iterdir()) == ["segment_01.gif", "segment_02.gif", "story.json",
+                                                      "storyboard.html"]
+    record = json.loads((out / "story.json").read_text())
+    assert [s["text"] for s in record["segments"]] == printed[:2]
+    assert probe_video(out / "segment_02.gif").num_frames == 8
 
 
 # -- eval ------------------------------------------------------------------------------------------------------------

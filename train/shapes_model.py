@@ -9,7 +9,9 @@ Stages (every one is a stock entry point of this repository, called with its sha
   3. T2        ``train/tokenizer.py`` t2_shapes_tiny.yaml: de-tokenizer with condition dropout (guidance)
   4. tokens    ``build_token_cache`` of both splits with the T1 tokenizer
   5. LLM       ``train/llm.py`` pretrain_shapes_tiny.yaml: captions, generation (instruction format), QA
-  6. assemble  ``tokenizer/``, ``llm/``, ``detokenizer/`` + ``training.json`` (steps, final evaluations)
+  6. stories   story files (train pairs; held-out pairs for evaluation), their segments' token cache, then
+               ``train/story.py`` configs/story/shapes_tiny.yaml: LoRA story fine-tuning of the LLM of stage 5
+  7. assemble  ``tokenizer/``, ``llm/``, ``detokenizer/``, ``story_llm/`` + ``training.json`` (steps, evaluations)
 
 Each stage's run folder lives under ``--work``; a rerun resumes where it stopped (finished stages are skipped,
 interrupted ones resume from their checkpoints).
@@ -34,6 +36,7 @@ from divot.data.token_cache import build_token_cache  # noqa: E402
 from divot.hub import atomic_write_text  # noqa: E402
 from divot.tokenizer import VideoTokenizer  # noqa: E402
 from train import llm as train_llm  # noqa: E402
+from train import story as train_story  # noqa: E402
 from train import tokenizer as train_tokenizer  # noqa: E402
 
 logger = logging.getLogger("train.shapes_model")
@@ -46,6 +49,9 @@ SETTINGS = {
     "t1_steps": (1000, 400),
     "t2_steps": (200, 100),
     "llm_steps": (8000, 2000),
+    "num_stories": (1000, 300),
+    "num_held_out_stories": (64, 32),
+    "story_steps": (600, 300),
 }
 
 
@@ -99,16 +105,19 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
                                      _sources(train_dir, caches["train"]), *_llm_eval(held_dir, caches["held_out"]),
                                      "eval.every=1000", "checkpoint_every=500"])
 
+    story_run = _stories(work, llm_run / "model", tokenizer, pick, seed)
+
     staged = out.with_name(out.name + ".tmp")
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(t1 / "tokenizer", staged / "tokenizer")
     shutil.copytree(t2 / "detokenizer", staged / "detokenizer")
     shutil.copytree(llm_run / "model", staged / "llm")
+    shutil.copytree(story_run / "model", staged / "story_llm")
     record = {
         "quick": quick, "seed": seed, "settings": pick,
         "minutes_this_run": round((time.time() - start) / 60, 1),  # stages finished earlier were skipped
         "t1_eval": _jsonl_last(t1 / "eval.jsonl"), "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
-        "llm_eval": _jsonl_last(llm_run / "eval.jsonl"),
+        "llm_eval": _jsonl_last(llm_run / "eval.jsonl"), "story_eval": _jsonl_last(story_run / "eval.jsonl"),
         "command": "python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}",
     }
     atomic_write_text(staged / "training.json", json.dumps(record, indent=1) + "\n")
@@ -116,6 +125,28 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     staged.rename(out)  # the finished model appears at once
     logger.info("model written to %s (%.1f min)", out, record["minutes_this_run"])
     return record
+
+
+def _stories(work: Path, llm: Path, tokenizer, pick: dict, seed: int) -> Path:
+    """Stage 6: story data (training pairs / held-out pairs), the segments' tokens, story fine-tuning."""
+    data = work / "data"
+    files = {}
+    for split, held_out, num, offset in (("train", False, pick["num_stories"], 2),
+                                         ("held_out", True, pick["num_held_out_stories"], 3)):
+        folder = data / f"stories_{split}"
+        if not (folder / "summary.json").exists():
+            generate_dataset(folder, num=0, seed=seed + offset, held_out=held_out, num_stories=num)
+        files[split] = folder / "stories.jsonl"
+        build_token_cache(tokenizer, files[split], work / f"story_{split}_tokens", batch_size=32)
+    run = work / "story"
+    if not (run / "model" / "config.json").exists():
+        _run("story", train_story.main, [
+            "--config", str(CONFIGS / "story" / "shapes_tiny.yaml"), f"model={llm}", f"output_dir={run}",
+            f"optim.max_steps={pick['story_steps']}", f"seed={seed}",
+            f"data.sources=[{{kind: story, annotations: '{files['train']}', tokens: '{work / 'story_train_tokens'}'}}]",
+            f"eval.stories={files['held_out']}", f"eval.story_tokens={work / 'story_held_out_tokens'}",
+            "eval.every=0", "checkpoint_every=200"])
+    return run
 
 
 def _sources(train_dir: Path, tokens: Path) -> str:

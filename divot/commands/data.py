@@ -1,4 +1,5 @@
-"""``divot data ...``: dataset generation (``divot data shapes``: the synthetic shapes world)."""
+"""``divot data ...``: dataset generation (``divot data shapes``: the synthetic shapes world; ``divot data
+stories``: a story file from captioned clips; ``divot data check-stories``: validate a story file)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(_data_run=_run_shapes)
 
+    p = sub.add_parser("stories", help="a story JSONL (DESIGN section 10) from captioned clips",
+                       description="Group consecutive captioned clips of an annotation file (JSONL / JSON / CSV "
+                                   "with video + caption) into stories whose texts are the captions.")
+    p.add_argument("--from", dest="source", required=True, help="annotation file of captioned clips")
+    p.add_argument("--out", required=True, help="story file to write (.jsonl)")
+    p.add_argument("--segments", type=int, default=3, help="clips per story (default 3)")
+    p.add_argument("--instruction", default=None, help="the instruction of every story (default 'Generate a story.')")
+    p.add_argument("--video-root", default=None, help="folder relative video paths start from (default: the file's)")
+    p.set_defaults(_data_run=_run_stories)
+
+    p = sub.add_parser("check-stories", help="validate a story JSONL and its video files",
+                       description="Read a story file with full validation, check every video exists, and print "
+                                   "the number of stories and segments.")
+    p.add_argument("stories", help="story file (.jsonl)")
+    p.add_argument("--video-root", default=None, help="folder relative video paths start from (default: the file's)")
+    p.set_defaults(_data_run=_run_check_stories)
+
 
 def _run_shapes(args: argparse.Namespace) -> int:
     from divot.data.shapes import generate_dataset  # local import keeps `divot --help` fast
@@ -40,6 +58,29 @@ def _run_shapes(args: argparse.Namespace) -> int:
                 summary["split"], summary["num_clips"], summary["num_stories"], summary["num_questions"],
                 summary["num_open_questions"], summary["out_dir"])
     return 0
+
+
+def _run_stories(args: argparse.Namespace) -> int:
+    from divot.data.stories import STORY_INSTRUCTION, build_story_file, read_stories
+
+    if not args.out.endswith(".jsonl"):
+        raise ValueError(f"--out {args.out} must be a .jsonl file")
+    path = build_story_file(args.source, args.out, args.segments, args.instruction or STORY_INSTRUCTION,
+                            args.video_root)
+    logger.info("%d stories of %d segments -> %s", len(read_stories(path)), args.segments, path)
+    return 0
+
+
+def _run_check_stories(args: argparse.Namespace) -> int:
+    from divot.data.stories import read_stories
+
+    stories = read_stories(args.stories, args.video_root)
+    segments = [seg for story in stories for seg in story.segments]
+    missing = sorted({str(seg.video) for seg in segments if not seg.video.is_file()})
+    for path in missing[:10]:
+        logger.warning("missing video: %s", path)
+    print(f"{len(stories)} stories, {len(segments)} segments, {len(missing)} missing video file(s)")
+    return 1 if missing else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 Loads the bundled model (``shapes-tiny``, trained by ``train/shapes_model.py``; nothing is downloaded), generates
 fresh shapes-world clips (new clips of the training colour-shape pairs, and clips of the held-out pairs the
 model never saw), captions them, answers five-way multiple-choice questions about them (option
-log-likelihood, the EgoSchema task), generates videos from prompts and measures their pixels, and writes
-``report.html`` + ``summary.json``. ``--train`` first retrains every stage from scratch on the CPU (the quick
+log-likelihood, the EgoSchema task), generates videos from prompts and measures their pixels, tells stories
+(text + clips, scored for structure and pixels), and writes ``report.html`` + ``summary.json``. ``--train`` first retrains every stage from scratch on the CPU (the quick
 setting of ``train/shapes_model.py``, about 15 minutes on 2 free cores) and reports that model instead.
 """
 
@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument("--num-clips", type=int, default=40, help="fresh clips per split (captions and questions)")
     parser.add_argument("--num-prompts", type=int, default=21, help="videos generated from prompts")
+    parser.add_argument("--num-stories", type=int, default=8,
+                        help="stories told, half about training pairs and half about held-out pairs")
     parser.add_argument("--steps", type=int, default=20, help="sampler steps of each generated video")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the de-tokenizer")
     parser.add_argument("--seed", type=int, default=0)
@@ -55,11 +57,17 @@ def run(args) -> int:
     from divot.data.shapes import generate_dataset
     from divot.eval.evaluate import evaluate
     from divot.eval.runner import EvalConfig
-    from divot.eval.shapes_demo import caption_scores, generation_prompts, generation_scores
+    from divot.eval.shapes_demo import (
+        caption_scores,
+        generation_prompts,
+        generation_scores,
+        story_instructions,
+        story_scores,
+    )
     from divot.eval.shapes_report import write_report
 
-    if args.num_clips < 1 or args.num_prompts < 0:
-        raise ValueError("--num-clips must be >= 1 and --num-prompts >= 0")
+    if args.num_clips < 1 or args.num_prompts < 0 or args.num_stories < 0:
+        raise ValueError("--num-clips must be >= 1, --num-prompts and --num-stories >= 0")
     start = time.time()
     out: Path = args.out
     model_name = str(_train_quick(out, args.work or out / "train")) if args.train else args.model
@@ -82,6 +90,12 @@ def run(args) -> int:
         prompts = generation_prompts(args.num_prompts, args.seed)
         summary["generation"] = generation_scores(model, prompts, out / "generated", seed=args.seed,
                                                   num_steps=args.steps, guidance_scale=args.guidance)
+    if args.num_stories:
+        half = args.num_stories - args.num_stories // 2
+        instructions = (story_instructions(half, args.seed, "train")
+                        + story_instructions(args.num_stories // 2, args.seed, "held_out"))
+        summary["stories"] = story_scores(model, instructions, out / "stories", seed=args.seed,
+                                          num_steps=args.steps, guidance_scale=args.guidance)
     summary["seconds"] = round(time.time() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_report(out / "report.html", summary, out)
@@ -92,6 +106,10 @@ def run(args) -> int:
     if "generation" in summary:
         acc = summary["generation"]["accuracy"]
         logger.info("generated videos: colour %.2f shape %.2f motion %.2f", acc["colour"], acc["shape"], acc["motion"])
+    if "stories" in summary:
+        st = summary["stories"]["summary"]
+        logger.info("stories: structured %.2f, subject as instructed %.2f, clip colour %.2f, clip motion %.2f",
+                    st["structured"], st["follows_instruction"], st["clip_colour"], st["clip_motion"])
     logger.info("report: %s", out / "report.html")
     return 0
 

@@ -3,6 +3,8 @@
 * ``caption_scores``: caption each clip (greedy) and read the colour / shape / motion words back.
 * ``generation_scores``: generate a clip for each prompt "a {colour} {shape} {motion}" and measure its pixels
   (dominant colour, shape template, centroid motion) against what the prompt asked for.
+* ``story_scores``: tell a story for each instruction "Generate a story about a {colour} {shape}.", check its
+  structure and measure each clip against its own sentence (``divot.eval.shapes_stories``).
 
 Both return ``{"rows": [...], "accuracy": {attribute: fraction}, "chance": {...}}``; rows carry what the
 report shows (paths, the text, the measured attributes).
@@ -67,3 +69,28 @@ def generation_scores(model, prompts: list[dict], out_dir: Path, seed: int = 0, 
         rows.append({"prompt": p["prompt"], "gif": Path(path).name, "measured": got,
                      "correct": {k: got[k] == p[k] for k in ATTRIBUTES}})
     return {"rows": rows, "accuracy": _accuracy(rows, ATTRIBUTES), "chance": CHANCE}
+
+
+def story_instructions(num: int, seed: int, split: str = "train") -> list[str]:
+    """``num`` story instructions about random objects of ``split`` (the shapes world's story sampler)."""
+    from divot.data.shapes.story import sample_story
+
+    return [sample_story(np.random.default_rng([seed, i]), split).instruction for i in range(num)]
+
+
+def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0, num_steps: int = 20,
+                 guidance_scale: float = 3.0, num_segments: int = 3, progress: bool = True) -> dict:
+    """Tell one story per instruction (seed ``seed + i``), save its storyboard under ``out_dir/story_{i}/``,
+    score its structure and clips. ``{"rows", "summary"}`` (see ``divot.eval.shapes_stories.summarize``)."""
+    from divot.eval.shapes_stories import score_story, summarize
+
+    rows = []
+    for i, instruction in enumerate(tqdm(instructions, desc="stories", disable=not progress)):
+        story = model.tell_story(instruction, num_segments, seed=seed + i, num_steps=num_steps,
+                                 guidance_scale=guidance_scale)
+        folder = Path(out_dir) / f"story_{i:03d}"
+        story.save(folder, formats=("gif",))
+        score = score_story(instruction, story.texts, [v.frames for v in story.videos])
+        score["gifs"] = [f"{folder.name}/segment_{k:02d}.gif" for k in range(1, len(story) + 1)]
+        rows.append(score)
+    return {"rows": rows, "summary": summarize(rows)}

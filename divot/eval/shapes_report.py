@@ -62,6 +62,8 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
             parts.append(f"<figure><img src='{_rel(root / 'generated' / row['gif'], path.parent)}'>"
                          f"<figcaption>{e(row['prompt'])}<br>seen: {e(str(m['colour']))} {e(str(m['shape']))} "
                          f"{e(str(m['motion']))}<br>{marks}</figcaption></figure>")
+    if "stories" in summary:
+        parts.append(_stories(summary["stories"], root, path))
     for split, res in summary["splits"].items():
         parts.append(f"<h2>Captions and answers: {e(split)} clips</h2>")
         answers = {r.get("id"): r for r in res["multiple_choice"]["rows"]}
@@ -79,3 +81,27 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path
+
+
+def _stories(stories: dict, root: Path, path: Path) -> str:
+    """The stories section: the rates, then each story's sentences under their clips."""
+    e = html.escape
+    st = stories["summary"]
+    parts = ["<h2>Stories</h2><p>Structured: the first sentence names an object and every later sentence refers to "
+             "that one object (the trained story structure). Subject as instructed: that object is the instruction's. "
+             "Clip colour / motion: each clip, followed by the subject's colour, shows that colour / the motion its "
+             "own sentence names.</p><table><tr><th>stories</th><th>structured</th><th>subject as instructed</th>"
+             "<th>clip colour</th><th>clip motion</th><th>motion chance</th></tr>"
+             f"<tr><td>{st['num_stories']}</td><td>{_pct(st['structured'])}</td><td>{_pct(st['follows_instruction'])}"
+             f"</td><td>{_pct(st['clip_colour'])}</td><td>{_pct(st['clip_motion'])}</td>"
+             f"<td>{_pct(st['motion_chance'])}</td></tr></table>"]
+    for row in stories["rows"]:
+        cells = []
+        for text, gif, clip in zip(row["texts"], row["gifs"], row["clips"], strict=True):
+            marks = f"c{_mark(clip['colour_ok'])}" + (f" m{_mark(clip['motion_ok'])}" if clip["motion"] else "")
+            cells.append(f"<figure><img src='{_rel(root / 'stories' / gif, path.parent)}'><figcaption>{e(text)}"
+                         f"<br>seen: {e(str(clip['measured_colour']))} {e(str(clip['measured_motion']))}<br>{marks}"
+                         "</figcaption></figure>")
+        parts.append(f"<div><p><b>{e(row['instruction'])}</b> structured {_mark(row['structured'])}, subject "
+                     f"{_mark(row['follows_instruction'])}</p>{''.join(cells)}</div>")
+    return "\n".join(parts)

@@ -1,0 +1,35 @@
+"""Story checks of the shapes world: sentence structure and each clip against its own sentence."""
+
+import numpy as np
+import pytest
+
+from divot.data.shapes.story import render_story, sample_story
+from divot.eval.shapes_stories import instruction_subject, parse_story_texts, score_story, summarize
+
+
+@pytest.mark.parametrize("texts, structured", [
+    (["a red circle moves left.", "then it moves up.", "then it stays still."], True),
+    (["a red circle moves left.", "then a blue square appears.", "then the red circle grows."], True),
+    (["a red circle moves left.", "then a blue square appears.", "then the blue square grows."], False),  # wrong one
+    (["a red circle moves left.", "then the red circle grows."], False),  # "the" before anything appeared
+    (["a red circle moves left.", "then a blue square appears.", "then it moves up."], False),  # ambiguous "it"
+    (["then it moves up."], False),
+    (["a red circle moves left.", "a dog barks."], False),
+    ([], False),
+])
+def test_structure(texts, structured):
+    assert parse_story_texts(texts)["structured"] is structured
+
+
+def test_real_stories_score_as_their_own_sentences():
+    scores = []
+    for i in range(12):
+        story = sample_story(np.random.default_rng(i))
+        frames = render_story(story, size=32)  # (3 * 16, 32, 32, 3)
+        clips = [frames[k * 16:(k + 1) * 16] for k in range(3)]
+        scores.append(score_story(story.instruction, story.sentences(), clips))
+        assert scores[-1]["structured"] and scores[-1]["follows_instruction"]
+    summary = summarize(scores)
+    assert summary["clip_colour"] == 1.0 and summary["clip_motion"] >= 0.9
+    assert instruction_subject("Generate a story about a red circle.") == ("red", "circle")
+    assert instruction_subject("Tell me something.") is None
