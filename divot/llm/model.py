@@ -179,13 +179,36 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
         feats = self.input_proj(cmp_clips.to(device=embeds.device, dtype=embeds.dtype))  # (n, q, h)
         return embeds.masked_scatter(cmp_mask.to(embeds.device)[..., None], feats.reshape(-1, feats.shape[-1]))
 
+    def decoder_forward(self, embeds: torch.Tensor, attention_mask_4d: torch.Tensor, use_cache: bool = False):
+        """The LLM's decoder (no LM head) on embeddings (b, s, h) with an additive mask (b, 1, s, s): the last
+        hidden states after the final norm (b, s, h) and the KV cache (None without ``use_cache``).
+
+        Only the final layer's states are kept (asking the causal LM for ``output_hidden_states`` would hold
+        every layer's at once: 33 x (b, s, 4096) at Mistral-7B). LoRA-wrapped LLMs run their base model, whose
+        layers carry the adapters."""
+        mask = rebase_additive(attention_mask_4d.to(embeds.device), embeds.dtype)
+        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        out = base.get_decoder()(inputs_embeds=embeds, attention_mask=mask, use_cache=use_cache)
+        cache = None
+        if use_cache:
+            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        return out.last_hidden_state, cache
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (..., V) from final hidden states (..., h): the LLM's output embedding."""
+        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        return base.get_output_embeddings()(hidden)
+
     def hidden_and_logits(self, embeds: torch.Tensor, attention_mask_4d: torch.Tensor):
         """Run the LLM on embeddings (b, s, h) with an additive mask (b, 1, s, s).
 
         Returns the last hidden states after the final norm (b, s, h) and the logits (b, s, V)."""
-        mask = rebase_additive(attention_mask_4d.to(embeds.device), embeds.dtype)
-        out = self.llm(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, use_cache=False)
-        return out.hidden_states[-1], out.logits  # transformers 5: hidden_states[-1] is the normed output
+        if _logit_softcap(self.llm) is not None:  # e.g. Gemma-2: the causal LM scales its logits itself
+            mask = rebase_additive(attention_mask_4d.to(embeds.device), embeds.dtype)
+            out = self.llm(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, use_cache=False)
+            return out.hidden_states[-1], out.logits
+        hidden, _ = self.decoder_forward(embeds, attention_mask_4d)
+        return hidden, self.lm_logits(hidden)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A collated batch (``LLMCollator``) -> ``{"loss", "lm_loss", "gmm_loss"}`` (float32 scalars)."""
@@ -217,6 +240,11 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
         queries = hidden[gen_mask.to(hidden.device)]  # (n*q, h)
         targets = gen_clips.to(hidden.device).reshape(-1, d)  # (n*q, d)
         return self.gmm_head.nll(queries, targets)
+
+
+def _logit_softcap(llm):
+    config = getattr(llm, "config", None)
+    return getattr(config, "final_logit_softcapping", None)
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from divot.llm.generation import _cache_kwargs
-from divot.llm.masks import build_attention_mask_4d, rebase_additive
+from divot.llm.masks import build_attention_mask_4d
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,8 @@ class _Context:
         embeds = m.embed(input_ids, cmp, self.cmp_clips.to(device))
         mask = build_attention_mask_4d(torch.ones_like(input_ids), torch.tensor([self.gen], device=device),
                                        m.config.num_queries, dtype=embeds.dtype)
-        out = m.llm(inputs_embeds=embeds, attention_mask=rebase_additive(mask, embeds.dtype),
-                    output_hidden_states=True, use_cache=True)
-        self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        return out.hidden_states[-1][0], out.logits[0, -1]
+        hidden, self.cache = m.decoder_forward(embeds, mask, use_cache=True)
+        return hidden[0], m.lm_logits(hidden[0, -1])
 
     def step(self, token: int) -> torch.Tensor:
         """Append a text token through the cache; the next logits (V,)."""
