@@ -58,7 +58,7 @@ def test_convert_missing_checkpoint_is_named(tmp_path, capsys):
 def test_demo_small_run_writes_report(tmp_path, divot_model_dir):
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(divot_model_dir), "--out", str(out), "--num-clips", "3",
-                 "--num-prompts", "2", "--steps", "2"]) == 0
+                 "--num-prompts", "2", "--num-stories", "2", "--steps", "2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["splits"]) == {"new", "held_out"}
     for split in summary["splits"].values():
@@ -67,6 +67,10 @@ def test_demo_small_run_writes_report(tmp_path, divot_model_dir):
         assert 0.0 <= split["multiple_choice"]["accuracy"] <= 1.0
     assert len(summary["generation"]["rows"]) == 2
     html = (out / "report.html").read_text()
-    assert "caption colour" in html and html.count("<img") == 2 and html.count("<video") == 6
+    assert "caption colour" in html and html.count("<video") == 6
+    assert html.count("<img") == 2 + 2 * 3  # generated clips, then 2 stories of 3 clips
     for row in summary["generation"]["rows"]:
         assert (out / "generated" / row["gif"]).stat().st_size > 0
+    stories = summary["stories"]
+    assert len(stories["rows"]) == 2 and set(stories["by_pairs"]) == {"train", "held_out"}
+    assert "Stories" in html and all((out / "stories" / g).is_file() for r in stories["rows"] for g in r["gifs"])

@@ -81,8 +81,9 @@ def story_instructions(num: int, seed: int, split: str = "train") -> list[str]:
 def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0, num_steps: int = 20,
                  guidance_scale: float = 3.0, num_segments: int = 3, progress: bool = True) -> dict:
     """Tell one story per instruction (seed ``seed + i``), save its storyboard under ``out_dir/story_{i}/``,
-    score its structure and clips. ``{"rows", "summary"}`` (see ``divot.eval.shapes_stories.summarize``)."""
-    from divot.eval.shapes_stories import score_story, summarize
+    score its structure and clips. ``{"rows", "summary", "by_pairs"}`` (``divot.eval.shapes_stories.summarize``
+    over all stories, and over those about training / held-out colour-shape pairs)."""
+    from divot.eval.shapes_stories import instruction_subject, score_story, summarize
 
     rows = []
     for i, instruction in enumerate(tqdm(instructions, desc="stories", disable=not progress)):
@@ -93,4 +94,8 @@ def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0, n
         score = score_story(instruction, story.texts, [v.frames for v in story.videos])
         score["gifs"] = [f"{folder.name}/segment_{k:02d}.gif" for k in range(1, len(story) + 1)]
         rows.append(score)
-    return {"rows": rows, "summary": summarize(rows)}
+    held = set(split_combos("held_out"))
+    by_pairs = {"train": [r for r in rows if instruction_subject(r["instruction"]) not in held],
+                "held_out": [r for r in rows if instruction_subject(r["instruction"]) in held]}
+    return {"rows": rows, "summary": summarize(rows),
+            "by_pairs": {k: summarize(v) for k, v in by_pairs.items() if v}}

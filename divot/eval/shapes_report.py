@@ -86,15 +86,17 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
 def _stories(stories: dict, root: Path, path: Path) -> str:
     """The stories section: the rates, then each story's sentences under their clips."""
     e = html.escape
-    st = stories["summary"]
+    groups = [("all", stories["summary"])] + [(f"{k} pairs", v) for k, v in stories.get("by_pairs", {}).items()]
     parts = ["<h2>Stories</h2><p>Structured: the first sentence names an object and every later sentence refers to "
              "that one object (the trained story structure). Subject as instructed: that object is the instruction's. "
              "Clip colour / motion: each clip, followed by the subject's colour, shows that colour / the motion its "
-             "own sentence names.</p><table><tr><th>stories</th><th>structured</th><th>subject as instructed</th>"
-             "<th>clip colour</th><th>clip motion</th><th>motion chance</th></tr>"
-             f"<tr><td>{st['num_stories']}</td><td>{_pct(st['structured'])}</td><td>{_pct(st['follows_instruction'])}"
-             f"</td><td>{_pct(st['clip_colour'])}</td><td>{_pct(st['clip_motion'])}</td>"
-             f"<td>{_pct(st['motion_chance'])}</td></tr></table>"]
+             "own sentence names.</p><table><tr><th>stories</th><th>n</th><th>structured</th>"
+             "<th>subject as instructed</th><th>clip colour</th><th>clip motion</th><th>motion chance</th></tr>"
+             + "".join(f"<tr><td>{e(name)}</td><td>{st['num_stories']}</td><td>{_pct(st['structured'])}</td>"
+                       f"<td>{_pct(st['follows_instruction'])}</td><td>{_pct(st['clip_colour'])}</td>"
+                       f"<td>{_pct(st['clip_motion'])}</td><td>{_pct(st['motion_chance'])}</td></tr>"
+                       for name, st in groups)
+             + "</table>"]
     for row in stories["rows"]:
         cells = []
         for text, gif, clip in zip(row["texts"], row["gifs"], row["clips"], strict=True):
