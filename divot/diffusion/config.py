@@ -53,11 +53,19 @@ class UNetConfig:
     # class-conditional U-Nets do: global attributes (colour, shape, kind of motion) condition at once, while
     # cross-attention learns the spatial detail. Off in the released structure; a tiny-preset training aid.
     pooled_context: bool = False
+    # (context tokens, grid side, channels): a linear map from all context tokens to a (frames, channels,
+    # grid, grid) feature map added after the stem (``ContextGrid``), so the tokens can say where and when
+    # to draw directly; () = none (the released structure). A tiny-preset training aid.
+    context_grid: tuple[int, ...] = ()
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
         self.attention_resolutions = tuple(self.attention_resolutions)
         self.position_grid = tuple(self.position_grid)
+        self.context_grid = tuple(self.context_grid)
+        if self.context_grid and (len(self.context_grid) != 3 or min(self.context_grid) < 1):
+            raise ValueError(f"context_grid must be () or (context tokens, grid side, channels), got "
+                             f"{self.context_grid}")
         if self.position_grid and (len(self.position_grid) != 3 or min(self.position_grid) < 1):
             raise ValueError(f"position_grid must be () or (frames, height, width), got {self.position_grid}")
         if not self.channel_mult:

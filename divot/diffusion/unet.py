@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from divot.diffusion.config import UNetConfig
 from divot.diffusion.schedule import timestep_embedding
 from divot.diffusion.unet_attention import SpatialTransformer, TemporalTransformer
-from divot.diffusion.unet_blocks import Downsample, ResBlock, Upsample, group_norm, zero_
+from divot.diffusion.unet_blocks import ContextGrid, Downsample, ResBlock, Upsample, group_norm, zero_
 from divot.hub import PretrainedMixin
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,10 @@ class VideoUNet(PretrainedMixin, nn.Module):
             # (t, mc, 1, 1) + (1, mc, h, w), added to the stem output of every frame
             self.pos_temporal = nn.Parameter(torch.randn(frames, mc, 1, 1) * 0.1)
             self.pos_spatial = nn.Parameter(torch.randn(1, mc, height, width) * 0.1)
+        self.context_grid = None
+        if c.context_grid:
+            tokens, grid, channels = c.context_grid
+            self.context_grid = ContextGrid(tokens, c.context_dim, c.num_frames, grid, channels, mc)
         if c.init_attention:
             # Built without use_linear in the reference, hence Conv1d projections; 8 heads of head_dim.
             self.init_attn = TimestepEmbedSequential(
@@ -155,6 +159,7 @@ class VideoUNet(PretrainedMixin, nn.Module):
         if self.context_embedding is not None:
             emb = emb + self.context_embedding(context.mean(dim=1).to(emb.dtype))  # (b, 4 mc)
         emb = emb.repeat_interleave(t, dim=0)  # ((b t), 4 mc)
+        grid = self.context_grid(context, t, height, width) if self.context_grid is not None else None
         context = context.repeat_interleave(t, dim=0)  # ((b t), m, context_dim)
         h = rearrange(x, "b c t h w -> (b t) c h w")
         skips = []
@@ -162,6 +167,8 @@ class VideoUNet(PretrainedMixin, nn.Module):
             h = self._run(block, h, emb, context, b)
             if i == 0 and c.position_grid:
                 h = h + self._positions(b, t, height, width)
+            if i == 0 and grid is not None:
+                h = h + grid  # ((b t), mc, h, w)
             if i == 0 and self.init_attn is not None:
                 h = self._run(self.init_attn, h, emb, context, b)
             skips.append(h)

@@ -106,3 +106,32 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
+
+
+class ContextGrid(nn.Module):
+    """Every context token -> a per-frame spatial feature map, added to the stem output (a tiny-preset aid).
+
+    (b, m, d) context -> per-token Linear d -> rank, flattened (b, m * rank) -> Linear -> (b, t, channels, g, g)
+    -> nearest upsampling to the latent size -> 1x1 conv to the stem width (zero-initialised, so a fresh
+    U-Net is unchanged). A direct, easily learned route from what the tokens say to where and when to draw
+    it; cross-attention alone did not learn position in CPU minutes (DESIGN section 9).
+    """
+
+    def __init__(self, num_tokens: int, context_dim: int, num_frames: int, grid: int, channels: int,
+                 out_channels: int, rank: int = 8):
+        super().__init__()
+        self.num_tokens, self.num_frames, self.grid, self.channels = num_tokens, num_frames, grid, channels
+        self.reduce = nn.Linear(context_dim, rank)
+        self.to_grid = nn.Linear(num_tokens * rank, num_frames * channels * grid * grid)
+        self.proj = zero_(nn.Conv2d(channels, out_channels, 1))
+
+    def forward(self, context: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+        """context (b, m, d) -> ((b t), out_channels, height, width) for clips of ``frames`` frames."""
+        b, m, _ = context.shape
+        if m != self.num_tokens or frames > self.num_frames:
+            raise ValueError(f"this U-Net's context grid takes {self.num_tokens} context tokens and at most "
+                             f"{self.num_frames} frames, got {m} tokens and {frames} frames")
+        g = self.to_grid(self.reduce(context).flatten(1))  # (b, T * c * g * g)
+        g = g.view(b, self.num_frames, self.channels, self.grid, self.grid)[:, :frames]  # (b, t, c, g, g)
+        g = nn.functional.interpolate(g.flatten(0, 1), size=(height, width), mode="nearest")  # ((b t), c, h, w)
+        return self.proj(g)

@@ -154,3 +154,28 @@ def test_position_tables_and_pooled_context():
         type(cfg)(position_grid=(8, 16))
     assert not hasattr(VideoUNet(type(cfg)(model_channels=32, channel_mult=(1,), head_dim=16, context_dim=64)),
                        "pos_spatial")
+
+
+def test_context_grid_maps_every_context_token_to_where_and_when():
+    from divot.diffusion.unet import VideoUNet
+    from divot.diffusion.unet_blocks import ContextGrid
+
+    grid = ContextGrid(num_tokens=5, context_dim=8, num_frames=4, grid=2, channels=3, out_channels=6)
+    context = torch.randn(2, 5, 8, requires_grad=True)
+    assert not grid(context, 3, 4, 4).any()  # zero-initialised output: a fresh U-Net is unchanged
+    torch.nn.init.normal_(grid.proj.weight)
+    out = grid(context, 3, 4, 4)  # ((b t), out_channels, h, w)
+    assert out.shape == (6, 6, 4, 4)
+    assert torch.equal(out[..., :2, :2], out[..., :1, :1].expand(-1, -1, 2, 2))  # nearest upsampling of 2 x 2
+    out[0].sum().backward()  # frame 0 of clip 0 depends on clip 0's tokens only
+    assert context.grad[0].abs().sum() > 0 and not context.grad[1].any()
+    with pytest.raises(ValueError, match="takes 5 context tokens and at most 4 frames"):
+        grid(torch.randn(1, 6, 8), 3, 4, 4)
+    cfg = detokenizer_preset("tiny").unet
+    cfg.context_grid = (125, 4, 8)
+    unet = VideoUNet(cfg)
+    assert unet.context_grid.to_grid.out_features == cfg.num_frames * 8 * 4 * 4
+    out = unet(torch.randn(1, cfg.in_channels, 8, 16, 16), torch.tensor([500]), torch.randn(1, 125, cfg.context_dim))
+    assert out.shape == (1, cfg.in_channels, 8, 16, 16)
+    with pytest.raises(ValueError, match="context_grid"):
+        type(cfg)(context_grid=(125, 4))
