@@ -1,19 +1,21 @@
-"""The chat-style API: ``Divot`` (ask, caption, chat, generate_video, tokens), ``Conversation`` and ``Video``.
+"""The chat-style API: ``Divot`` (ask, caption, chat, generate_video, tell_story, tokens), ``Conversation``,
+``Video`` and ``Story``.
 
     from divot import Divot
     model = Divot.from_pretrained("shapes-tiny")
     model.ask("clip.mp4", "What colour is the object?")
 
 Modules: ``model`` (``Divot``), ``conversation`` (multi-turn prompts), ``video`` (``Video`` and every accepted
-video input), ``bundled`` (models shipped in ``divot/assets``). Story telling (text interleaved with generated
-clips) will be a ``Divot`` method next to ``generate_video`` in ``model``.
+video input), ``story`` (``Story``: what ``Divot.tell_story`` returns, saved as a storyboard), ``bundled``
+(models shipped in ``divot/assets``).
 """
 
 from divot.chat.bundled import BUNDLED_MODELS, available_bundled_models, bundled_model_path
 from divot.chat.model import Divot, check_token_shapes
+from divot.chat.story import Story
 from divot.chat.video import Video
 
-__all__ = ["BUNDLED_MODELS", "Conversation", "Divot", "Video", "available_bundled_models", "bundled_model_path",
+__all__ = ["BUNDLED_MODELS", "Conversation", "Divot", "Story", "Video", "available_bundled_models", "bundled_model_path",
            "check_token_shapes"]
 
 
