@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stories told, half about training pairs and half about held-out pairs")
     parser.add_argument("--steps", type=int, default=20, help="sampler steps of each generated video")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the de-tokenizer")
+    parser.add_argument("--mode", choices=["sample", "mean", "top"], default="top",
+                        help="how prompt videos take tokens from the GMM (default top: the most probable "
+                             "component's mean; the bundled model's sampled components often miss the colour)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", action="store_true",
                         help="retrain the whole model from scratch first (quick setting, CPU minutes)")
@@ -89,7 +92,7 @@ def run(args) -> int:
     if args.num_prompts:
         prompts = generation_prompts(args.num_prompts, args.seed)
         summary["generation"] = generation_scores(model, prompts, out / "generated", seed=args.seed,
-                                                  num_steps=args.steps, guidance_scale=args.guidance)
+                                                  num_steps=args.steps, guidance_scale=args.guidance, mode=args.mode)
     if args.num_stories:
         half = args.num_stories - args.num_stories // 2
         instructions = (story_instructions(half, args.seed, "train")

@@ -89,7 +89,8 @@ class DetokenizerConfig:
 def _tiny_config() -> DetokenizerConfig:
     # Pixel space folded 2 x 2 into 12 channels, 8 frames (every other frame of a 16-frame clip): the U-Net sees
     # (12, 8, 16, 16). Spatial attention on the 8 x 8 level only, no extra temporal block after the stem, no
-    # dropout, learned position tables. About 4x cheaper to train on a CPU than (3, 16, 32, 32) with the full switch set.
+    # dropout, learned position tables, a context grid. About 4x cheaper to train on a CPU than (3, 16, 32, 32)
+    # with the full switch set.
     unet = unet_preset("tiny")
     unet.in_channels = unet.out_channels = 12
     unet.attention_resolutions = (2,)
@@ -99,6 +100,7 @@ def _tiny_config() -> DetokenizerConfig:
     unet.position_grid = (8, 16, 16)  # where and when to draw: the tiny U-Net has no other position signal
     unet.pooled_context = True  # global attributes through the timestep embedding
     condition = condition_preset("tiny")
+    unet.context_grid = (condition.num_queries, 4, 8)  # every context token -> per-frame 4 x 4 maps: colour x2
     schedule = ScheduleConfig(prediction_type="sample")  # x_0 prediction: clean renders in CPU minutes
     return DetokenizerConfig(unet=unet, condition=condition, vae=None, schedule=schedule, num_tokens=16, num_frames=8,
                              frame_size=32, patch_size=2)

@@ -58,17 +58,19 @@ def generation_prompts(num: int, seed: int) -> list[dict]:
 
 
 def generation_scores(model, prompts: list[dict], out_dir: Path, seed: int = 0, num_steps: int = 20,
-                      guidance_scale: float = 3.0, progress: bool = True) -> dict:
-    """Generate one clip per prompt (seed ``seed + i``), save it as ``out_dir/gen_{i}.gif``, measure it."""
+                      guidance_scale: float = 3.0, mode: str = "sample", progress: bool = True) -> dict:
+    """Generate one clip per prompt (seed ``seed + i``, GMM ``mode``), save it as ``out_dir/gen_{i}.gif``,
+    measure it."""
     rows = []
     for i, p in enumerate(tqdm(prompts, desc="generation", disable=not progress)):
-        video = model.generate_video(p["prompt"], seed=seed + i, num_steps=num_steps, guidance_scale=guidance_scale)
+        video = model.generate_video(p["prompt"], seed=seed + i, num_steps=num_steps, guidance_scale=guidance_scale,
+                                     mode=mode)
         path = video.save(Path(out_dir) / f"gen_{i:03d}.gif")
         m = measure_clip(video.to_uint8())
         got = {"colour": m.colour, "shape": m.shape, "motion": m.motion}
         rows.append({"prompt": p["prompt"], "gif": Path(path).name, "measured": got,
                      "correct": {k: got[k] == p[k] for k in ATTRIBUTES}})
-    return {"rows": rows, "accuracy": _accuracy(rows, ATTRIBUTES), "chance": CHANCE}
+    return {"rows": rows, "accuracy": _accuracy(rows, ATTRIBUTES), "chance": CHANCE, "mode": mode}
 
 
 def story_instructions(num: int, seed: int, split: str = "train") -> list[str]:

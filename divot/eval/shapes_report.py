@@ -50,7 +50,8 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
         g = summary["generation"]
         acc, ch = g["accuracy"], g["chance"]
         parts.append("<h2>Generation</h2><p>Each prompt's clip is measured by the shapes world's pixel measurements "
-                     "(dominant colour, shape template, centroid motion).</p><table><tr><th></th><th>colour</th>"
+                     f"(dominant colour, shape template, centroid motion); GMM mode {e(str(g.get('mode')))}.</p>"
+                     "<table><tr><th></th><th>colour</th>"
                      "<th>shape</th><th>motion</th></tr>"
                      f"<tr><td>generated clips match the prompt</td><td>{_pct(acc['colour'])}</td>"
                      f"<td>{_pct(acc['shape'])}</td><td>{_pct(acc['motion'])}</td></tr><tr><td>chance</td>"
