@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=20, help="sampler steps of each generated video")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the de-tokenizer")
     parser.add_argument("--mode", choices=["sample", "mean", "top"], default="top",
-                        help="how prompt videos take tokens from the GMM (default top: the most probable "
-                             "component's mean; the bundled model's sampled components often miss the colour)")
+                        help="how generated clips (prompt videos, story clips) take tokens from the GMM (default "
+                             "top: the most probable component's mean; the bundled model's sampled components "
+                             "often miss the colour)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", action="store_true",
                         help="retrain the whole model from scratch first (quick setting, CPU minutes)")
@@ -98,7 +99,7 @@ def run(args) -> int:
         instructions = (story_instructions(half, args.seed, "train")
                         + story_instructions(args.num_stories // 2, args.seed, "held_out"))
         summary["stories"] = story_scores(model, instructions, out / "stories", seed=args.seed,
-                                          num_steps=args.steps, guidance_scale=args.guidance)
+                                          num_steps=args.steps, guidance_scale=args.guidance, mode=args.mode)
     summary["seconds"] = round(time.time() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_report(out / "report.html", summary, out)

@@ -81,8 +81,9 @@ def story_instructions(num: int, seed: int, split: str = "train") -> list[str]:
 
 
 def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0, num_steps: int = 20,
-                 guidance_scale: float = 3.0, num_segments: int = 3, progress: bool = True) -> dict:
-    """Tell one story per instruction (seed ``seed + i``), save its storyboard under ``out_dir/story_{i}/``,
+                 guidance_scale: float = 3.0, num_segments: int = 3, mode: str = "sample",
+                 progress: bool = True) -> dict:
+    """Tell one story per instruction (seed ``seed + i``, clip tokens by GMM ``mode``), save its storyboard under ``out_dir/story_{i}/``,
     score its structure and clips. ``{"rows", "summary", "by_pairs"}`` (``divot.eval.shapes_stories.summarize``
     over all stories, and over those about training / held-out colour-shape pairs)."""
     from divot.eval.shapes_stories import instruction_subject, score_story, summarize
@@ -90,7 +91,7 @@ def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0, n
     rows = []
     for i, instruction in enumerate(tqdm(instructions, desc="stories", disable=not progress)):
         story = model.tell_story(instruction, num_segments, seed=seed + i, num_steps=num_steps,
-                                 guidance_scale=guidance_scale)
+                                 guidance_scale=guidance_scale, mode=mode)
         folder = Path(out_dir) / f"story_{i:03d}"
         story.save(folder, formats=("gif",))
         score = score_story(instruction, story.texts, [v.frames for v in story.videos])
