@@ -37,10 +37,12 @@ def test_loglikelihood_returns_losses_whose_argmin_is_the_most_likely_option(lmm
 def test_is_greedy_is_true_for_the_greedy_continuation(lmm, eval_model):
     prompt = eval_model.builder.qa_prompt(None, "Say something.")
     greedy_ids = eval_model.llm.generate_ids(prompt, greedy=True, max_new_tokens=3)
-    text = eval_model.builder.tokenizer.decode(greedy_ids[:3])
-    ids = eval_model.builder.encode(text)
-    if ids != greedy_ids[:3]:
-        pytest.skip("the greedy tokens do not survive a decode/encode round trip with this random tokenizer")
+    # the longest greedy prefix whose text encodes back to the same ids (a random model may emit pieces that
+    # re-tokenize differently)
+    text = next((t for k in (3, 2, 1) if eval_model.builder.encode(t := eval_model.builder.tokenizer.decode(
+        greedy_ids[:k])) == greedy_ids[:k]), None)
+    if text is None:
+        pytest.skip("no greedy prefix survives a decode/encode round trip with this random tokenizer")
     (loss, greedy), = lmm.loglikelihood([SimpleNamespace(args=("Say something.", text, _visual, 1,
                                                                 "egoschema_subset_mcppl", "test"))])
     assert greedy and loss > 0
