@@ -10,36 +10,22 @@ Runs resume from ``output_dir/checkpoints/latest`` by default (``resume=null`` s
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
+from pathlib import Path
 
-from divot.config import ConfigError, load_yaml
-from divot.training.engine import world_info
-from divot.training.llm_config import LLMTrainConfig
-from divot.training.llm_trainer import train_llm
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the repository's train/ package
+    sys.path.insert(0, str(ROOT))
+
+from divot.config import load_yaml  # noqa: E402
+from divot.training.llm_config import LLMTrainConfig  # noqa: E402
+from divot.training.llm_trainer import train_llm  # noqa: E402
+from train.entry import config_parser, run_training  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="run config (YAML), e.g. configs/llm/pretrain_shapes_tiny.yaml")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=3e-4 data.batch_size=16")
-    args = parser.parse_args(argv)
-    rank = world_info()[0]
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    log = logging.getLogger("train.llm")
-    try:
-        cfg = load_yaml(LLMTrainConfig, args.config, args.overrides)
-        result = train_llm(cfg)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
-        log.error("%s", e.args[0] if isinstance(e, KeyError) and e.args else e)
-        return 2
-    if rank == 0 and result:
-        log.info("final evaluation: %s", json.dumps(result))
-    return 0
+    args = config_parser(__doc__, "configs/llm/pretrain_shapes_tiny.yaml").parse_args(argv)
+    return run_training("train.llm", lambda: train_llm(load_yaml(LLMTrainConfig, args.config, args.overrides)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Train the bundled shapes-world model (``divot/assets/shapes-tiny``) from scratch with the project's own code.
 
-    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (about an hour)
+    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (~30 min, 2 cores)
     python train/shapes_model.py --out runs/shapes-quick/model --quick     # what ``divot demo --train`` runs
 
 Stages (every one is a stock entry point of this repository, called with its shapes-world config):

@@ -54,16 +54,18 @@ def test_cached_story_equals_full_recompute(tiny_model, builder):
 
 
 @torch.no_grad()
-def test_a_trained_story_sequence_is_reproduced_by_teacher_forcing(tiny_model, builder):
-    """The sequence the loop builds has the story row's layout: the training sample's ids, frame blocks included."""
+def test_the_loop_appends_the_clip_block_of_the_training_format(tiny_model, builder):
+    """What the loop appends after each text is exactly the story row's clip block in a training sample."""
     texts = ["a red circle moves left.", "then it stays still."]
     sample = builder.story("Generate a story about a red circle.", texts, clips(2))
     ids = tiny_model.token_ids
     gen = sample.gen_mask
     assert int(gen.sum()) == 2 * tiny_model.config.num_queries
-    # What the loop appends after each text is exactly the training sample's clip block.
     q = tiny_model.config.num_queries
-    block = [ids.vid_start, ids.frame_start, *ids.frames[:q], ids.frame_end, ids.vid_end]
+    story = generate_story(tiny_model, builder.story_prompt("Generate a story."), num_segments=1, greedy=True,
+                           max_new_tokens=2)
+    block = story.input_ids[-(q + 4):].tolist()  # the loop's <vid> <frame> queries </frame> </vid>
+    assert block == [ids.vid_start, ids.frame_start, *ids.frames[:q], ids.frame_end, ids.vid_end]
     seq = sample.input_ids.tolist()
     where = [i for i, t in enumerate(seq) if t == ids.vid_start]
     assert [seq[i:i + len(block)] for i in where] == [block, block]
