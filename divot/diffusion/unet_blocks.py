@@ -125,13 +125,17 @@ class ContextGrid(nn.Module):
         self.to_grid = nn.Linear(num_tokens * rank, num_frames * channels * grid * grid)
         self.proj = zero_(nn.Conv2d(channels, out_channels, 1))
 
-    def forward(self, context: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
-        """context (b, m, d) -> ((b t), out_channels, height, width) for clips of ``frames`` frames."""
+    def layout(self, context: torch.Tensor, frames: int) -> torch.Tensor:
+        """context (b, m, d) -> the coarse maps (b, frames, channels, grid, grid), before upsampling."""
         b, m, _ = context.shape
         if m != self.num_tokens or frames > self.num_frames:
             raise ValueError(f"this U-Net's context grid takes {self.num_tokens} context tokens and at most "
                              f"{self.num_frames} frames, got {m} tokens and {frames} frames")
         g = self.to_grid(self.reduce(context).flatten(1))  # (b, T * c * g * g)
-        g = g.view(b, self.num_frames, self.channels, self.grid, self.grid)[:, :frames]  # (b, t, c, g, g)
-        g = nn.functional.interpolate(g.flatten(0, 1), size=(height, width), mode="nearest")  # ((b t), c, h, w)
+        return g.view(b, self.num_frames, self.channels, self.grid, self.grid)[:, :frames]
+
+    def forward(self, context: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+        """context (b, m, d) -> ((b t), out_channels, height, width) for clips of ``frames`` frames."""
+        g = self.layout(context, frames).flatten(0, 1)  # ((b t), c, g, g)
+        g = nn.functional.interpolate(g, size=(height, width), mode="nearest")  # ((b t), c, h, w)
         return self.proj(g)

@@ -46,6 +46,11 @@ class SpatialTemporalConfig:
     num_heads: int = 8
     mlp_ratio: float = 4.0
     pool_size: int = 5
+    # Init scale of the spatial and temporal position tables. The Perceiver resampler after this stage is
+    # blind to token order, so where and when the object is reaches the tokens only through these tables: at
+    # 0.02 (the usual ViT init) a freshly initialised tokenizer's tokens carry colour but not position, and
+    # training does not recover it in CPU minutes. The tiny preset uses 1.0; loaded weights override either.
+    pos_init_std: float = 0.02
 
 
 @dataclass
@@ -94,7 +99,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
         frame_encoder=FrameEncoderConfig(image_size=32, patch_size=4, width=64, depth=2, num_heads=4,
                                          trainable=True),
         temporal=TemporalEncoderConfig(width=64, depth=2, num_heads=4, zero_init=False),
-        spatial_temporal=SpatialTemporalConfig(dim=96, depth=2, num_heads=4, pool_size=4),
+        spatial_temporal=SpatialTemporalConfig(dim=96, depth=2, num_heads=4, pool_size=4, pos_init_std=1.0),
         resampler=ResamplerConfig(num_queries=16, depth=2, num_heads=4, head_dim=24, output_dim=32),
         output_norm="batch",
     ),

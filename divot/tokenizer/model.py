@@ -33,10 +33,11 @@ logger = logging.getLogger(__name__)
 class SpatialTemporalTransformer(nn.Module):
     """(b, t*p*p, dim) + spatial (p*p) and temporal (t) position tables -> ViT blocks -> LayerNorm."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float, num_frames: int, pool_size: int):
+    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float, num_frames: int, pool_size: int,
+                 pos_init_std: float = 0.02):
         super().__init__()
-        self.pos_embed_spatial = nn.Parameter(torch.randn(pool_size * pool_size, dim) * 0.02)
-        self.pos_embed_temporal = nn.Parameter(torch.randn(num_frames, dim) * 0.02)
+        self.pos_embed_spatial = nn.Parameter(torch.randn(pool_size * pool_size, dim) * pos_init_std)
+        self.pos_embed_temporal = nn.Parameter(torch.randn(num_frames, dim) * pos_init_std)
         self.blocks = nn.ModuleList(
             [TransformerBlock(dim, num_heads, mlp_ratio, act="gelu", eps=1e-6) for _ in range(depth)]
         )
@@ -72,7 +73,7 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
         self.temporal_encoder = TemporalEncoder(tc, fe.width, st.dim, config.num_frames)
         self.spatial_norm = nn.LayerNorm(st.dim, eps=1e-6)
         self.spatial_temporal = SpatialTemporalTransformer(
-            st.dim, st.depth, st.num_heads, st.mlp_ratio, config.num_frames, st.pool_size
+            st.dim, st.depth, st.num_heads, st.mlp_ratio, config.num_frames, st.pool_size, st.pos_init_std
         )
         self.resampler = PerceiverResampler(
             dim=st.dim, depth=rc.depth, num_heads=rc.num_heads, head_dim=rc.head_dim,

@@ -38,6 +38,29 @@ class EvalConfig:
 
 
 @dataclass
+class LayoutConfig:
+    """T1 training aid for sparse scenes (tiny presets): a linear head reads the clip's coarse layout back.
+
+    ``weight`` > 0 adds ``weight`` x the (foreground-weighted) squared error of Linear(all tokens of a clip)
+    against its sparse frames average-pooled to ``size`` x ``size``. Self-supervised (no labels): it makes the
+    tokens keep where the object is in every frame, which the denoising loss alone lets the resampler drop.
+    The head exists only during training; exported models are unchanged.
+
+    ``grid_weight`` > 0 does the same for the de-tokenizer's context grid (``UNetConfig.context_grid``): its
+    first three channels are asked for the rendered frames pooled to the grid size, so the U-Net's stem is
+    handed a coarse picture of where the object is in every frame instead of having to discover it.
+    """
+
+    weight: float = 0.0
+    size: int = 8
+    grid_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.weight < 0 or self.size < 1 or self.grid_weight < 0:
+            raise ValueError(f"layout needs weight >= 0 and size >= 1, got {self}")
+
+
+@dataclass
 class TokenizerTrainConfig:
     stage: str = "T1"
     tokenizer: str = "tiny"  # a preset name (random init) or a directory from save_pretrained
@@ -47,6 +70,7 @@ class TokenizerTrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)  # T1 only
     cond_dropout: float = 0.0  # T2/T3: probability of replacing a clip's context by the unconditional one
     tokenizer_lr_scale: float = 1.0  # T1: the tokenizer learns at optim.lr * this
     train_condition: bool = True  # T2/T3: also train the condition resampler (else the U-Net alone)
@@ -70,6 +94,8 @@ class TokenizerTrainConfig:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.stage == "T1" and self.cond_dropout:
             raise ValueError("stage T1 trains without condition dropout (DESIGN section 5); use T2")
+        if self.stage != "T1" and (self.layout.weight or self.layout.grid_weight):
+            raise ValueError("layout.weight trains the tokenizer: it applies to stage T1 only")
         if self.stage == "T3" and not self.data.token_file:
             raise ValueError("stage T3 needs data.token_file (tokens written by the LLM's generation path)")
         if self.stage != "T3" and not self.data.train:

@@ -84,7 +84,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
     tokenizer, detok = build_models(cfg)
     frame_size = detok.config.frame_size
     objective = DenoisingObjective(detok.config.schedule, cfg.loss)
-    model = TokenizerDiffusionModel(cfg.stage, tokenizer, detok, objective, cfg.cond_dropout, cfg.precision)
+    model = TokenizerDiffusionModel(cfg.stage, tokenizer, detok, objective, cfg.cond_dropout, cfg.precision,
+                                    cfg.layout.weight, cfg.layout.size, cfg.layout.grid_weight)
     model.to(device)
     # Data first: a missing file fails here, before any collective operation.
     dataset = build_dataset(cfg, frame_size)
@@ -115,6 +116,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
     start, last_eval = time.time(), {}
     log_t, log_clips = time.time(), state["clips"]
     losses: list[float] = []
+    aux_losses: dict[str, list[float]] = {}  # the layout terms alone (cfg.layout), logged beside the total
     pbar = tqdm(total=cfg.optim.max_steps, initial=state["step"], desc=f"train {cfg.stage}", disable=not is_main)
     model.train()
     stop = state["step"] >= cfg.optim.max_steps
@@ -126,9 +128,13 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
             state["skipped"] += batch["num_skipped"]
             if "dense" not in batch:
                 continue  # every video of this micro-batch was unreadable
-            loss = engine(batch)["loss"]
+            result = engine(batch)
+            loss = result["loss"]
             engine.backward(loss)
             losses.append(float(loss.detach()))
+            for key in ("layout_loss", "grid_loss"):
+                if key in result:
+                    aux_losses.setdefault(key, []).append(float(result[key]))
             state["clips"] += batch["dense"].shape[0]
             stepped, grad_norm = engine.step()
             if not stepped:
@@ -144,7 +150,9 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
                 record = {"step": step, "loss": mean_loss, "lr": engine.lr, "grad_norm": grad_norm,
                           "clips_per_s": (state["clips"] - log_clips) * world / max(now - log_t, 1e-9),
                           "skipped_videos": state["skipped"], "epoch": state["epoch"]}
-                log_t, log_clips, losses = now, state["clips"], []
+                for key, values in aux_losses.items():
+                    record[key] = all_reduce_mean(sum(values) / len(values), device)
+                log_t, log_clips, losses, aux_losses = now, state["clips"], [], {}
                 if is_main:
                     pbar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{engine.lr:.2e}")
                     _append_jsonl(out / "metrics.jsonl", record)

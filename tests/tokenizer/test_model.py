@@ -41,6 +41,17 @@ def test_output_shape_and_tiny_preset():
     assert torch.isfinite(out).all()
 
 
+def test_position_tables_are_initialised_at_the_preset_scale():
+    # The resampler is blind to token order: the tiny preset's tables start at unit scale so fresh tokens
+    # carry where the object is (RESULTS "Looking for motion"); the paper preset keeps the ViT-style 0.02.
+    from divot.tokenizer.config import tokenizer_preset
+
+    assert tokenizer_preset("paper").spatial_temporal.pos_init_std == 0.02
+    st = tiny().spatial_temporal
+    for table in (st.pos_embed_spatial, st.pos_embed_temporal):
+        assert 0.7 < table.std().item() < 1.3
+
+
 def test_reference_zero_init_outputs_constant_tokens():
     # With the reference init the temporal encoder outputs zeros: every clip gets the same tokens.
     model = tiny(**{"temporal.zero_init": True, "output_norm": "none"}).eval()

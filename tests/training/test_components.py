@@ -163,6 +163,38 @@ def test_foreground_pixels_weigh_more():
     assert zero.item() == pytest.approx(0.0, abs=1e-10)
 
 
+def test_layout_term_reads_the_pooled_frames_back_and_trains_the_tokenizer():
+    from divot.diffusion.detokenizer import Detokenizer
+    from divot.tokenizer.model import VideoTokenizer
+    from divot.training.tokenizer_config import DataConfig, LayoutConfig, TokenizerTrainConfig
+    from divot.training.tokenizer_model import TokenizerDiffusionModel, trainable_named_parameters
+
+    torch.manual_seed(0)
+    tok, detok = VideoTokenizer.from_preset("tiny"), Detokenizer.from_preset("tiny")
+    objective = DenoisingObjective(detok.config.schedule, LossConfig(foreground_weight=5.0))
+    model = TokenizerDiffusionModel("T1", tok, detok, objective, layout_weight=2.0, layout_size=4, grid_weight=0.5)
+    named = dict(trainable_named_parameters(model, train_condition=True))
+    assert "layout_head.weight" in named and any(n.startswith("tokenizer.resampler.") for n in named)
+    sparse = torch.rand(2, 5, 3, 32, 32) * 2 - 1
+    batch = {"sparse": sparse, "dense": torch.rand(2, 16, 3, 32, 32) * 2 - 1}
+    out = model(batch)
+    assert out["loss"].item() == pytest.approx(
+        out["denoise_loss"].item() + 2.0 * out["layout_loss"].item() + 0.5 * out["grid_loss"].item(), rel=1e-5)
+    out["loss"].backward()
+    assert tok.resampler.queries.grad.abs().sum() > 0
+    assert detok.unet.context_grid.to_grid.weight.grad.abs().sum() > 0
+    # A head that outputs the pooled frames exactly scores 0.
+    target = torch.nn.functional.adaptive_avg_pool2d(sparse.flatten(0, 1), 4).reshape(2, -1)
+    with torch.no_grad():
+        model.layout_head.weight.zero_()
+    model.layout_head.bias = nn.Parameter(target[0].clone())
+    assert model.layout_loss(torch.zeros(1, 16, 32), sparse[:1]).item() == pytest.approx(0.0, abs=1e-10)
+    with pytest.raises(ValueError, match="stage T1 only"):
+        TokenizerDiffusionModel("T2", tok, detok, objective, layout_weight=1.0)
+    with pytest.raises(ValueError, match="T1 only"):
+        TokenizerTrainConfig(stage="T2", data=DataConfig(train="x"), layout=LayoutConfig(weight=1.0))
+
+
 def test_deepspeed_config_comes_from_the_run_config():
     cfg = OptimConfig(grad_accum=4, grad_clip=0.5)
     ds = deepspeed_config(cfg, micro_batch_size=2, world_size=2, extra={"zero_optimization": {"stage": 2}})
