@@ -109,7 +109,10 @@ def run(args) -> int:
                     acc["colour"], acc["shape"], acc["motion"], res["multiple_choice"]["accuracy"])
     if "generation" in summary:
         acc = summary["generation"]["accuracy"]
-        logger.info("generated videos: colour %.2f shape %.2f motion %.2f", acc["colour"], acc["shape"], acc["motion"])
+        kinds = summary["generation"]["motion_by_kind"]
+        logger.info("generated videos: colour %.2f shape %.2f motion %.2f (direction prompts %s, still / size %s)",
+                    acc["colour"], acc["shape"], acc["motion"],
+                    *(f"{k['accuracy']:.2f}" if k["accuracy"] is not None else "-" for k in kinds.values()))
     if "stories" in summary:
         st = summary["stories"]["summary"]
         logger.info("stories: structured %.2f, subject as instructed %.2f, clip colour %.2f, clip motion %.2f",

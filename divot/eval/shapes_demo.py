@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from divot.data.shapes.measure import measure_clip
-from divot.data.shapes.world import COLOURS, MOTIONS, SHAPES, parse_caption, split_combos
+from divot.data.shapes.world import COLOURS, MOTION_DIRECTIONS, MOTIONS, SHAPES, parse_caption, split_combos
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,19 @@ def generation_scores(model, prompts: list[dict], out_dir: Path, seed: int = 0, 
         got = {"colour": m.colour, "shape": m.shape, "motion": m.motion}
         rows.append({"prompt": p["prompt"], "gif": Path(path).name, "measured": got,
                      "correct": {k: got[k] == p[k] for k in ATTRIBUTES}})
-    return {"rows": rows, "accuracy": _accuracy(rows, ATTRIBUTES), "chance": CHANCE, "mode": mode}
+    return {"rows": rows, "accuracy": _accuracy(rows, ATTRIBUTES), "chance": CHANCE, "mode": mode,
+            "motion_by_kind": motion_by_kind(rows, prompts)}
+
+
+def motion_by_kind(rows: list[dict], prompts: list[dict]) -> dict[str, dict]:
+    """Motion accuracy over the prompts that ask for a direction (left / right / up / down) and over the
+    others (stays still, grows, shrinks): ``{kind: {"n", "accuracy"}}``."""
+    out = {}
+    for kind, keep in (("direction", True), ("still or size", False)):
+        hits = [r["correct"]["motion"] for r, p in zip(rows, prompts, strict=True)
+                if (p["motion"] in MOTION_DIRECTIONS) == keep]
+        out[kind] = {"n": len(hits), "accuracy": float(np.mean(hits)) if hits else None}
+    return out
 
 
 def story_instructions(num: int, seed: int, split: str = "train") -> list[str]:

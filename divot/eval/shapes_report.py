@@ -57,6 +57,11 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
                      f"<td>{_pct(acc['shape'])}</td><td>{_pct(acc['motion'])}</td></tr><tr><td>chance</td>"
                      f"<td>{_pct(ch['colour'])}</td><td>{_pct(ch['shape'])}</td><td>{_pct(ch['motion'])}</td></tr>"
                      "</table>")
+        kinds = g.get("motion_by_kind") or {}
+        if kinds:
+            parts.append("<p>Motion by what the prompt asked: "
+                         + "; ".join(f"{e(k)} {_pct(v['accuracy']) if v['accuracy'] is not None else '-'} "
+                                     f"(n = {v['n']})" for k, v in kinds.items()) + ".</p>")
         for row in g["rows"]:
             m = row["measured"]
             marks = " ".join(f"{k[0]}{_mark(v)}" for k, v in row["correct"].items())

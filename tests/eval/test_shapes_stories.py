@@ -33,3 +33,13 @@ def test_real_stories_score_as_their_own_sentences():
     assert summary["clip_colour"] == 1.0 and summary["clip_motion"] >= 0.9
     assert instruction_subject("Generate a story about a red circle.") == ("red", "circle")
     assert instruction_subject("Tell me something.") is None
+
+
+def test_generation_motion_is_split_into_directions_and_the_rest():
+    from divot.eval.shapes_demo import generation_prompts, motion_by_kind
+
+    prompts = generation_prompts(14, seed=0)  # every motion twice
+    rows = [{"correct": {"motion": p["motion"].startswith("moves")}} for p in prompts]
+    kinds = motion_by_kind(rows, prompts)
+    assert kinds == {"direction": {"n": 8, "accuracy": 1.0}, "still or size": {"n": 6, "accuracy": 0.0}}
+    assert motion_by_kind([], [])["direction"] == {"n": 0, "accuracy": None}
