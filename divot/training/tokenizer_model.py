@@ -19,7 +19,8 @@ class TokenizerDiffusionModel(nn.Module):
     the paper preset). T2: the tokenizer is frozen and in eval mode. T3: tokens come with the batch.
     With ``cond_dropout`` each clip's context is replaced by the unconditional one with that probability.
     With ``layout_weight`` > 0 (T1), a linear head from the clip's tokens to its sparse frames pooled to
-    ``layout_size``^2 adds ``layout_weight`` x that reconstruction error (``LayoutConfig``).
+    ``layout_size``^2 adds ``layout_weight`` x that reconstruction error; with ``grid_weight`` > 0 the U-Net's
+    context grid is asked for the rendered frames at its grid size (``LayoutConfig``).
     """
 
     def __init__(self, stage: str, tokenizer: VideoTokenizer | None, detokenizer: Detokenizer,
