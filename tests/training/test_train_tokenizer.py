@@ -82,7 +82,8 @@ def test_t2_and_t3_continue_from_t1(shapes, tmp_path):
     quick = ("eval.every=0", "eval.probe=false", "eval.num_samples=1", "checkpoint_every=0")
     assert main(_args(shapes, t1, "optim.max_steps=1", *quick)) == 0
     t2 = tmp_path / "t2"
-    assert main(_args(shapes, t2, "stage=T2", f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
+    t1_only = ("layout.weight=0", "layout.grid_weight=0")  # the T1 config's layout terms train the tokenizer
+    assert main(_args(shapes, t2, "stage=T2", *t1_only, f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
                       "cond_dropout=0.5", "optim.max_steps=1", *quick)) == 0
     assert not (t2 / "tokenizer").exists() and (t2 / "detokenizer" / "model.safetensors").is_file()
     # T3: tokens "from the LLM" (here: the tokenizer's own) for two training videos.
@@ -91,7 +92,7 @@ def test_t2_and_t3_continue_from_t1(shapes, tmp_path):
     tokens = torch.cat([tok.encode_video(v) for v in videos])
     token_file = write_token_file(tmp_path / "llm_tokens.safetensors", tokens, videos, source="test")
     t3 = tmp_path / "t3"
-    assert main(_args(shapes, t3, "stage=T3", "tokenizer=", f"detokenizer={t2 / 'detokenizer'}",
+    assert main(_args(shapes, t3, "stage=T3", *t1_only, "tokenizer=", f"detokenizer={t2 / 'detokenizer'}",
                       f"data.token_file={token_file}", "optim.max_steps=1", *quick)) == 0
     assert _read_jsonl(t3 / "eval.jsonl")[-1]["step"] == 1
 
@@ -101,3 +102,5 @@ def test_bad_config_is_named(shapes, tmp_path, caplog):
     assert "optim.max_step" in caplog.text
     assert main(_args(shapes, tmp_path, "stage=T1", "cond_dropout=0.1")) == 2
     assert "condition dropout" in caplog.text
+    assert main(_args(shapes, tmp_path, "stage=T2", "tokenizer=tiny")) == 2
+    assert "stage T1 only" in caplog.text
