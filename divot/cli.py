@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from divot.commands.console import err
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("divot.commands.data", "generate datasets (the synthetic shapes world)"),
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except (CommandError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"divot {args.command}: error: {msg}", file=sys.stderr)
+        err(f"divot {args.command}: error: {msg}")
         return 2
 
 

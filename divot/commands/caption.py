@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from divot.commands.console import out
 from divot.commands.model_options import add_comprehension_arguments
 
 
@@ -26,9 +27,9 @@ def run(args) -> int:
     if args.instruction is not None:
         chat = model.chat(**options)
         chat.set_video(args.video, max_clips=args.max_clips, progress=True)
-        print(chat.ask(args.instruction))
+        out(chat.ask(args.instruction))
         return 0
     seed = options.pop("seed")
     prompt = model.builder.caption_prompt(model.tokens(args.video, max_clips=args.max_clips, progress=True))
-    print(model.generate_text(prompt, seed=seed, **options))
+    out(model.generate_text(prompt, seed=seed, **options))
     return 0

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from divot.commands.console import err, out
 from divot.commands.model_options import add_comprehension_arguments
 
 HELP = """commands:
@@ -41,8 +42,7 @@ def run(args) -> int:
             import readline  # noqa: F401  (line editing and history for input())
         except ImportError:  # not on every platform
             pass
-    print(f"Talking about {args.video} ({chat.clips.shape[0]} clip(s)). /help lists the commands, /quit leaves.",
-          flush=True)
+    out(f"Talking about {args.video} ({chat.clips.shape[0]} clip(s)). /help lists the commands, /quit leaves.")
     return session(chat, args.max_clips)
 
 
@@ -52,33 +52,33 @@ def session(chat, max_clips: int | None = None) -> int:
         try:
             line = input("> ")
         except (EOFError, KeyboardInterrupt):
-            print()
+            out()
             return 0
         line = line.strip()
         if not line:
             continue
         if not line.startswith("/"):
             try:
-                print(chat.ask(line), flush=True)
+                out(chat.ask(line))
             except ValueError as err:
                 _error(err)
             except KeyboardInterrupt:  # Ctrl-C while answering: drop this answer, keep the session
-                print("\n(interrupted)", flush=True)
+                out("\n(interrupted)")
             continue
         command, _, argument = line.partition(" ")
         argument = argument.strip()
         if command in ("/quit", "/exit"):
             return 0
         if command == "/help":
-            print(HELP)
+            out(HELP)
         elif command == "/reset":
             chat.reset()
-            print("(conversation cleared)")
+            out("(conversation cleared)")
         elif command == "/history":
             for i, (question, answer) in enumerate(chat.history, 1):
-                print(f"{i}. Q: {question}\n   A: {answer}")
+                out(f"{i}. Q: {question}\n   A: {answer}")
             if not chat.history:
-                print("(no turns yet)")
+                out("(no turns yet)")
         elif command == "/video":
             if not argument:
                 _error("usage: /video PATH")
@@ -88,11 +88,10 @@ def session(chat, max_clips: int | None = None) -> int:
             except (FileNotFoundError, ValueError) as err:
                 _error(err)
                 continue
-            print(f"(now talking about {argument}: {chat.clips.shape[0]} clip(s); conversation cleared)")
+            out(f"(now talking about {argument}: {chat.clips.shape[0]} clip(s); conversation cleared)")
         else:
             _error(f"unknown command {command!r}; /help lists the commands")
-        sys.stdout.flush()
 
 
 def _error(message) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    err(f"error: {message}")

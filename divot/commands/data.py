@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from divot.commands.console import out
 from divot.constants import DENSE_FPS, DENSE_FRAMES
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _run_check_stories(args: argparse.Namespace) -> int:
     missing = sorted({str(seg.video) for seg in segments if not seg.video.is_file()})
     for path in missing[:10]:
         logger.warning("missing video: %s", path)
-    print(f"{len(stories)} stories, {len(segments)} segments, {len(missing)} missing video file(s)")
+    out(f"{len(stories)} stories, {len(segments)} segments, {len(missing)} missing video file(s)")
     return 1 if missing else 0
 
 

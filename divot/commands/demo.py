@@ -109,10 +109,10 @@ def run(args) -> int:
                     acc["colour"], acc["shape"], acc["motion"], res["multiple_choice"]["accuracy"])
     if "generation" in summary:
         acc = summary["generation"]["accuracy"]
-        kinds = summary["generation"]["motion_by_kind"]
+        kinds = {k: "-" if v["accuracy"] is None else f"{v['accuracy']:.2f}"
+                 for k, v in summary["generation"]["motion_by_kind"].items()}
         logger.info("generated videos: colour %.2f shape %.2f motion %.2f (direction prompts %s, still / size %s)",
-                    acc["colour"], acc["shape"], acc["motion"],
-                    *(f"{k['accuracy']:.2f}" if k["accuracy"] is not None else "-" for k in kinds.values()))
+                    acc["colour"], acc["shape"], acc["motion"], kinds["direction"], kinds["still or size"])
     if "stories" in summary:
         st = summary["stories"]["summary"]
         logger.info("stories: structured %.2f, subject as instructed %.2f, clip colour %.2f, clip motion %.2f",

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from divot.commands.console import out
 from divot.commands.model_options import add_model_arguments, add_rendering_arguments
 
 logger = logging.getLogger(__name__)
@@ -37,5 +38,5 @@ def run(args) -> int:
     video = model.generate_video(args.prompt, num_clips=args.num_clips, seed=args.seed, progress=True, **rendering)
     path = video.save(args.out)
     logger.info("%d frames at %g fps -> %s", len(video), video.fps, path)
-    print(path)
+    out(path)
     return 0

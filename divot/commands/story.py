@@ -7,6 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from divot.commands.console import out
 from divot.commands.model_options import add_decoding_arguments, add_model_arguments, add_rendering_arguments
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,6 @@ def run(args) -> int:
     board = story.save(args.out, formats)
     logger.info("%d segments -> %s", len(story), board)
     for text in story.texts:
-        print(text)
-    print(board)
+        out(text)
+    out(board)
     return 0

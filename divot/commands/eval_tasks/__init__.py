@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from divot.commands import console
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def run_task(task: str, args) -> int:
     summary = evaluate(cfg, model, judge)
     acc, (low, high) = summary["accuracy"], summary["accuracy_ci95"]
     text = "n/a (no ground truth)" if acc is None else f"{acc:.4f} (95% CI {low:.4f}-{high:.4f})"
-    print(f"{task}: accuracy {text}, {summary['counts']['answered']} answered, "
+    console.out(f"{task}: accuracy {text}, {summary['counts']['answered']} answered, "
           f"{summary['missing_videos']} missing videos -> {cfg.out / 'summary.json'}")
     return 0
 
@@ -115,5 +116,5 @@ def main_for(task: str, argv: list[str] | None = None) -> int:
     try:
         return run_task(task, args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
-        print(f"eval {task}: error: {err}", file=sys.stderr)
+        console.err(f"eval {task}: error: {err}")
         return 2
