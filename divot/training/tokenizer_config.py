@@ -49,15 +49,23 @@ class LayoutConfig:
     ``grid_weight`` > 0 does the same for the de-tokenizer's context grid (``UNetConfig.context_grid``): its
     first three channels are asked for the rendered frames pooled to the grid size, so the U-Net's stem is
     handed a coarse picture of where the object is in every frame instead of having to discover it.
+
+    ``shape_weight`` > 0 adds a second linear head that reads each sparse frame's foreground silhouette, cut
+    out by its square bounding box and resampled to ``shape_size`` x ``shape_size``
+    (``layout_targets.centred_masks``). The silhouette has neither colour, place nor size, so the tokens must
+    keep shape in a form a linear read-out finds whatever the colour: what lets shape carry over to
+    colour-shape pairs never seen in training. Also self-supervised and dropped at export.
     """
 
     weight: float = 0.0
     size: int = 8
     grid_weight: float = 0.0
+    shape_weight: float = 0.0
+    shape_size: int = 12
 
     def __post_init__(self):
-        if self.weight < 0 or self.size < 1 or self.grid_weight < 0:
-            raise ValueError(f"layout needs weight >= 0 and size >= 1, got {self}")
+        if self.weight < 0 or self.size < 1 or self.grid_weight < 0 or self.shape_weight < 0 or self.shape_size < 2:
+            raise ValueError(f"layout needs weights >= 0, size >= 1 and shape_size >= 2, got {self}")
 
 
 @dataclass
@@ -94,8 +102,9 @@ class TokenizerTrainConfig:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.stage == "T1" and self.cond_dropout:
             raise ValueError("stage T1 trains without condition dropout (DESIGN section 5); use T2")
-        if self.stage != "T1" and (self.layout.weight or self.layout.grid_weight):
-            raise ValueError("layout.weight trains the tokenizer: it applies to stage T1 only")
+        if self.stage != "T1" and (self.layout.weight or self.layout.grid_weight or self.layout.shape_weight):
+            raise ValueError("layout.weight / grid_weight / shape_weight train the tokenizer: they apply to "
+                             "stage T1 only")
         if self.stage == "T3" and not self.data.token_file:
             raise ValueError("stage T3 needs data.token_file (tokens written by the LLM's generation path)")
         if self.stage != "T3" and not self.data.train:

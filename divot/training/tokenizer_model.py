@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from divot.data.transforms import dense_frame_subset
 from divot.diffusion.detokenizer import Detokenizer
 from divot.diffusion.objective import DenoisingObjective, foreground_weights
 from divot.tokenizer.model import VideoTokenizer, autocast_context
+from divot.training.layout_targets import centred_masks, pooled_frames
 
 
 class TokenizerDiffusionModel(nn.Module):
@@ -20,12 +20,14 @@ class TokenizerDiffusionModel(nn.Module):
     With ``cond_dropout`` each clip's context is replaced by the unconditional one with that probability.
     With ``layout_weight`` > 0 (T1), a linear head from the clip's tokens to its sparse frames pooled to
     ``layout_size``^2 adds ``layout_weight`` x that reconstruction error; with ``grid_weight`` > 0 the U-Net's
-    context grid is asked for the rendered frames at its grid size (``LayoutConfig``).
+    context grid is asked for the rendered frames at its grid size; with ``shape_weight`` > 0 a second linear
+    head reads each sparse frame's centred silhouette at ``shape_size``^2 (``LayoutConfig``).
     """
 
     def __init__(self, stage: str, tokenizer: VideoTokenizer | None, detokenizer: Detokenizer,
                  objective: DenoisingObjective, cond_dropout: float = 0.0, precision: str = "fp32",
-                 layout_weight: float = 0.0, layout_size: int = 8, grid_weight: float = 0.0):
+                 layout_weight: float = 0.0, layout_size: int = 8, grid_weight: float = 0.0,
+                 shape_weight: float = 0.0, shape_size: int = 12):
         super().__init__()
         self.stage = stage
         self.tokenizer = tokenizer
@@ -34,12 +36,16 @@ class TokenizerDiffusionModel(nn.Module):
         self.cond_dropout = cond_dropout
         self.precision = precision
         self.layout_weight, self.layout_size = layout_weight, layout_size
-        self.layout_head = None
-        if layout_weight > 0:
+        self.shape_weight, self.shape_size = shape_weight, shape_size
+        self.layout_head = self.shape_head = None
+        if layout_weight > 0 or shape_weight > 0:
             if stage != "T1" or tokenizer is None:
-                raise ValueError("the layout term trains the tokenizer: stage T1 only")
+                raise ValueError("the layout and shape terms train the tokenizer: stage T1 only")
             tc = tokenizer.config
-            self.layout_head = nn.Linear(tc.num_tokens * tc.token_dim, tc.num_frames * 3 * layout_size**2)
+            if layout_weight > 0:
+                self.layout_head = nn.Linear(tc.num_tokens * tc.token_dim, tc.num_frames * 3 * layout_size**2)
+            if shape_weight > 0:
+                self.shape_head = nn.Linear(tc.num_tokens * tc.token_dim, tc.num_frames * shape_size**2)
         self.grid_weight = grid_weight
         if grid_weight > 0:
             grid = detokenizer.unet.context_grid
@@ -62,8 +68,7 @@ class TokenizerDiffusionModel(nn.Module):
 
     def _pooled_error(self, pred: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Foreground-weighted squared error of pred (b, t, 3, s, s) against frames (b, t, 3, H, W) pooled to s."""
-        b, t, _, s, _ = pred.shape
-        target = F.adaptive_avg_pool2d(frames.float().flatten(0, 1), s).view(b, t, 3, s, s)
+        target = pooled_frames(frames, pred.shape[-1])
         cfg = self.objective.loss_cfg
         w = foreground_weights(target.transpose(1, 2), cfg.foreground_weight, cfg.foreground_threshold)
         w = w.transpose(1, 2)  # (b, t, 1, s, s)
@@ -74,6 +79,16 @@ class TokenizerDiffusionModel(nn.Module):
         b, t = sparse.shape[:2]
         s = self.layout_size
         return self._pooled_error(self.layout_head(tokens.float().flatten(1)).view(b, t, 3, s, s), sparse)
+
+    def shape_loss(self, tokens: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        """The shape head's squared error against each sparse frame's centred silhouette (frames with none
+        are left out)."""
+        b, t = sparse.shape[:2]
+        s = self.shape_size
+        target, present = centred_masks(sparse, s, self.objective.loss_cfg.foreground_threshold)
+        pred = self.shape_head(tokens.float().flatten(1)).view(b, t, s, s)
+        w = present.float()[:, :, None, None]
+        return ((pred - target) ** 2 * w).sum() / (w.sum() * s * s).clamp(min=1.0)
 
     def grid_loss(self, context: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """The context grid's first three channels against the rendered frames pooled to the grid size."""
@@ -100,6 +115,10 @@ class TokenizerDiffusionModel(nn.Module):
                 layout = self.layout_loss(tokens, batch["sparse"])
                 out["loss"] = out["loss"] + self.layout_weight * layout
                 out["layout_loss"] = layout.detach()
+            if self.shape_head is not None:
+                shape = self.shape_loss(tokens, batch["sparse"])
+                out["loss"] = out["loss"] + self.shape_weight * shape
+                out["shape_loss"] = shape.detach()
             if self.grid_weight > 0:
                 grid = self.grid_loss(context, dense)
                 out["loss"] = out["loss"] + self.grid_weight * grid
@@ -120,8 +139,9 @@ def trainable_named_parameters(model: TokenizerDiffusionModel, train_condition: 
         fe_trainable = tok.config.frame_encoder.trainable
         chosen += [(f"tokenizer.{n}", p) for n, p in tok.named_parameters()
                    if fe_trainable or not n.startswith("frame_encoder.")]
-    if model.layout_head is not None:
-        chosen += [(f"layout_head.{n}", p) for n, p in model.layout_head.named_parameters()]
+    for name in ("layout_head", "shape_head"):
+        if getattr(model, name) is not None:
+            chosen += [(f"{name}.{n}", p) for n, p in getattr(model, name).named_parameters()]
     chosen += [(f"detokenizer.unet.{n}", p) for n, p in detok.unet.named_parameters()]
     if model.stage == "T1" or train_condition:
         chosen += [(f"detokenizer.condition.{n}", p) for n, p in detok.condition.named_parameters()]

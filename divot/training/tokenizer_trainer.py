@@ -85,7 +85,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
     frame_size = detok.config.frame_size
     objective = DenoisingObjective(detok.config.schedule, cfg.loss)
     model = TokenizerDiffusionModel(cfg.stage, tokenizer, detok, objective, cfg.cond_dropout, cfg.precision,
-                                    cfg.layout.weight, cfg.layout.size, cfg.layout.grid_weight)
+                                    cfg.layout.weight, cfg.layout.size, cfg.layout.grid_weight,
+                                    cfg.layout.shape_weight, cfg.layout.shape_size)
     model.to(device)
     # Data first: a missing file fails here, before any collective operation.
     dataset = build_dataset(cfg, frame_size)
@@ -132,7 +133,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
             loss = result["loss"]
             engine.backward(loss)
             losses.append(float(loss.detach()))
-            for key in ("layout_loss", "grid_loss"):
+            for key in ("layout_loss", "grid_loss", "shape_loss"):
                 if key in result:
                     aux_losses.setdefault(key, []).append(float(result[key]))
             state["clips"] += batch["dense"].shape[0]

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -214,3 +215,64 @@ def test_shipped_run_configs_parse(name):
     path = Path(__file__).resolve().parents[2] / "configs" / "tokenizer" / f"{name}.yaml"
     cfg = load_yaml(TokenizerTrainConfig, path)
     assert cfg.stage == name[:2].upper()
+
+
+def test_centred_silhouettes_drop_colour_place_and_size():
+    """The shape term's target: the same shape gives the same silhouette whatever its colour, place or size,
+    and different shapes give different ones."""
+    from divot.data.shapes.world import SHAPES, draw_object
+    from divot.training.layout_targets import centred_masks
+
+    def frame(shape, rgb, cx, cy, half):
+        canvas = np.zeros((1, 32, 32, 3), dtype=np.float32)
+        draw_object(canvas, shape, rgb, np.array([cx]), np.array([cy]), np.array([half]), True)
+        return torch.from_numpy(canvas).permute(0, 3, 1, 2) / 127.5 - 1.0  # (1, 3, 32, 32) in [-1, 1]
+
+    masks = {}
+    for shape in SHAPES:
+        frames = torch.cat([frame(shape, (255, 0, 0), 10.0, 12.0, 6.0), frame(shape, (0, 0, 255), 20.0, 19.0, 6.0),
+                            frame(shape, (0, 255, 255), 16.0, 16.0, 9.0)])[None]  # (1, 3, 3, 32, 32)
+        m, present = centred_masks(frames, 12, 0.2)
+        assert m.shape == (1, 3, 12, 12) and present.all()
+        assert (m[0, 1] - m[0, 0]).abs().mean() < 0.03 and (m[0, 2] - m[0, 0]).abs().mean() < 0.08
+        masks[shape] = m[0, 0]
+    for a in SHAPES:
+        for b in SHAPES:
+            if a < b:
+                assert (masks[a] - masks[b]).abs().mean() > 0.08, (a, b)
+    empty = torch.full((1, 2, 3, 32, 32), -1.0)
+    m, present = centred_masks(empty, 12, 0.2)
+    assert not present.any() and m.abs().sum() == 0
+    with pytest.raises(ValueError, match="b, t, 3, h, w"):
+        centred_masks(empty[0], 12, 0.2)
+
+
+def test_shape_term_reads_the_silhouettes_and_trains_the_tokenizer():
+    from divot.diffusion.detokenizer import Detokenizer
+    from divot.tokenizer.model import VideoTokenizer
+    from divot.training.layout_targets import centred_masks
+    from divot.training.tokenizer_config import DataConfig, LayoutConfig, TokenizerTrainConfig
+    from divot.training.tokenizer_model import TokenizerDiffusionModel, trainable_named_parameters
+
+    torch.manual_seed(0)
+    tok, detok = VideoTokenizer.from_preset("tiny"), Detokenizer.from_preset("tiny")
+    objective = DenoisingObjective(detok.config.schedule, LossConfig(foreground_weight=5.0))
+    model = TokenizerDiffusionModel("T1", tok, detok, objective, shape_weight=3.0, shape_size=6)
+    assert model.layout_head is None and "shape_head.weight" in dict(trainable_named_parameters(model, True))
+    sparse = torch.full((2, 5, 3, 32, 32), -1.0)
+    sparse[:, :, 0, 8:20, 10:18] = 1.0  # a red box in every frame
+    out = model({"sparse": sparse, "dense": torch.rand(2, 16, 3, 32, 32) * 2 - 1})
+    assert out["loss"].item() == pytest.approx(out["denoise_loss"].item() + 3.0 * out["shape_loss"].item(), rel=1e-5)
+    out["loss"].backward()
+    assert tok.resampler.queries.grad.abs().sum() > 0 and model.shape_head.weight.grad.abs().sum() > 0
+    target, _ = centred_masks(sparse[:1], 6, 0.2)
+    with torch.no_grad():
+        model.shape_head.weight.zero_()
+        model.shape_head.bias.copy_(target.flatten())
+    assert model.shape_loss(torch.zeros(1, 16, 32), sparse[:1]).item() == pytest.approx(0.0, abs=1e-10)
+    with pytest.raises(ValueError, match="stage T1 only"):
+        TokenizerDiffusionModel("T3", None, detok, objective, shape_weight=1.0)
+    with pytest.raises(ValueError, match="T1 only"):
+        TokenizerTrainConfig(stage="T2", data=DataConfig(train="x"), layout=LayoutConfig(shape_weight=1.0))
+    with pytest.raises(ValueError, match="shape_size"):
+        LayoutConfig(shape_size=1)
