@@ -5,7 +5,8 @@
         --num 64 --guidance 3.0 --out benchmarks/results/recon_own_vs_empty.json
 
 Both renders start from the same initial noise (DPM-Solver++-20); the shapes world's pixel measurements
-(colour, shape, centroid motion, mask IoU, PSNR beside the all-black baseline) are written as JSON.
+(colour, shape, centroid motion, mask IoU, PSNR beside the all-black baseline) are written as JSON, with the
+motion agreement split by the clip's motion kind (``motion_by_kind``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,21 @@ import torch
 from divot.data.datasets import ClipDataset, read_annotations
 from divot.data.transforms import dense_frame_subset
 from divot.diffusion.detokenizer import Detokenizer
-from divot.eval.tokenizer_eval import empty_clip_tokens, reconstruction_scores
+from divot.eval.tokenizer_eval import clip_agreement, empty_clip_tokens
 from divot.tokenizer.model import VideoTokenizer
 
 logger = logging.getLogger("benchmarks.recon_own_vs_empty")
+
+
+def scores(real: torch.Tensor, generated: torch.Tensor, motions: list[str]) -> dict:
+    """Mean agreement over the clips, and the motion agreement per motion kind ({kind: [accuracy, n]})."""
+    rows = [clip_agreement(r, g) for r, g in zip(real, generated, strict=True)]
+    out = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+    kinds: dict[str, list[float]] = {}
+    for row, kind in zip(rows, motions, strict=True):
+        kinds.setdefault(kind, []).append(row["motion"])
+    out["motion_by_kind"] = {k: [sum(v) / len(v), len(v)] for k, v in sorted(kinds.items())}
+    return out
 
 
 def main() -> None:
@@ -54,8 +66,8 @@ def main() -> None:
         own = detok.decode(tokens, **kw)
         empty = detok.decode(empty_clip_tokens(tok, tokens.shape[0]), **kw)
     real = dense[:, dense_frame_subset(own.shape[1], dense.shape[1])]
-    result = {"settings": vars(args), "own": reconstruction_scores(real, own),
-              "empty": reconstruction_scores(real, empty)}
+    motions = [item.labels.get("motion", "?") for item in items]
+    result = {"settings": vars(args), "own": scores(real, own, motions), "empty": scores(real, empty, motions)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     logger.info("%s", json.dumps(result))

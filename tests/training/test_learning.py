@@ -39,18 +39,22 @@ def test_t1_then_t2_learn_on_the_shapes_world(tmp_path):
     # ... and the renders show it: the colour of held-out clips is drawn from their own tokens, not from an
     # empty clip's (full-size runs, 8 clips: 0.38-0.50 against 0.0-0.12).
     assert final["recon_own"]["colour"] > final["recon_empty"]["colour"], final
-    # Colour, shape and motion are linearly readable from the tokens (runs: colour 1.0, shape 0.72 vs chance
-    # 0.2; motion 0.72 held-out / 0.59 in distribution vs chance 0.13-0.2, 0.25-0.38 before the position
-    # tables were initialised at unit scale and the layout terms were added).
+    # Colour, shape and motion are linearly readable from the tokens (runs: colour 1.0; motion 0.66 held-out /
+    # 0.63 in distribution vs chance 0.13-0.2, 0.25-0.38 before the position tables were initialised at unit
+    # scale and the layout terms were added; shape 0.84 in distribution and 0.47 on held-out colour-shape
+    # pairs vs chance 0.22-0.25, 0.00-0.06 held-out before the silhouette term was added).
     probe, probe_in = final["probe"], final["probe_in_dist"]
     assert probe["colour"]["accuracy"] >= probe["colour"]["chance"] + 0.4, probe
     assert probe_in["colour"]["accuracy"] >= 0.9, probe_in
-    assert probe_in["shape"]["accuracy"] >= probe_in["shape"]["chance"] + 0.15, probe_in
+    assert probe_in["shape"]["accuracy"] >= probe_in["shape"]["chance"] + 0.4, probe_in
+    assert probe["shape"]["accuracy"] >= probe["shape"]["chance"] + 0.1, probe
     assert probe["motion"]["accuracy"] >= probe["motion"]["chance"] + 0.25, probe
     assert probe_in["motion"]["accuracy"] >= probe_in["motion"]["chance"] + 0.2, probe_in
-    # The layout terms fall (the context grid's coarse frames: 4 x 4, the layout head's: 8 x 8).
-    grid = [m["grid_loss"] for m in _jsonl(t1 / "metrics.jsonl")]
+    # The layout terms fall (the context grid's coarse frames: 4 x 4; the silhouettes: 12 x 12).
+    metrics = _jsonl(t1 / "metrics.jsonl")
+    grid, shape = [m["grid_loss"] for m in metrics], [m["shape_loss"] for m in metrics]
     assert grid[-1] < 0.7 * grid[0], grid
+    assert shape[-1] < 0.7 * shape[0], shape
 
     t2 = tmp_path / "t2"
     assert main(["--config", str(ROOT / "configs/tokenizer/t2_shapes_tiny.yaml"), *data, f"output_dir={t2}",
