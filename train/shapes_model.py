@@ -47,7 +47,7 @@ SETTINGS = {
     "num_train": (2000, 800),
     "num_held_out": (200, 100),
     "t1_steps": (1000, 400),
-    "t2_steps": (200, 100),
+    "t2_steps": (600, 100),
     "llm_steps": (8000, 2000),
     "num_stories": (1000, 300),
     "num_held_out_stories": (64, 32),
