@@ -82,7 +82,8 @@ def test_t2_and_t3_continue_from_t1(shapes, tmp_path):
     quick = ("eval.every=0", "eval.probe=false", "eval.num_samples=1", "checkpoint_every=0")
     assert main(_args(shapes, t1, "optim.max_steps=1", *quick)) == 0
     t2 = tmp_path / "t2"
-    t1_only = ("layout.weight=0", "layout.grid_weight=0")  # the T1 config's layout terms train the tokenizer
+    # The T1 config's layout terms train the tokenizer: T2 / T3 switch them off.
+    t1_only = ("layout.weight=0", "layout.grid_weight=0", "layout.shape_weight=0")
     assert main(_args(shapes, t2, "stage=T2", *t1_only, f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
                       "cond_dropout=0.5", "optim.max_steps=1", *quick)) == 0
     assert not (t2 / "tokenizer").exists() and (t2 / "detokenizer" / "model.safetensors").is_file()
