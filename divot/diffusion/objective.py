@@ -31,12 +31,17 @@ class LossConfig:
             raise ValueError(f"need foreground_weight >= 1, foreground_threshold > 0, timestep_power > 0; got {self}")
 
 
-def foreground_weights(x0: torch.Tensor, weight: float, threshold: float) -> torch.Tensor:
-    """(b, 1, t, h, w) per-position weights: ``weight`` where x_0 differs from the clip's median, else 1."""
+def foreground_mask(x0: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(b, 1, t, h, w) bool: where any channel of x_0 (b, c, t, h, w) differs from the clip's median by more
+    than ``threshold`` (a plain background is the median)."""
     b, c = x0.shape[:2]
     median = x0.reshape(b, c, -1).median(dim=-1).values[:, :, None, None, None]  # (b, c, 1, 1, 1)
-    mask = ((x0 - median).abs() > threshold).any(dim=1, keepdim=True)  # (b, 1, t, h, w)
-    return 1.0 + (weight - 1.0) * mask.float()
+    return ((x0 - median).abs() > threshold).any(dim=1, keepdim=True)
+
+
+def foreground_weights(x0: torch.Tensor, weight: float, threshold: float) -> torch.Tensor:
+    """(b, 1, t, h, w) per-position weights: ``weight`` where x_0 differs from the clip's median, else 1."""
+    return 1.0 + (weight - 1.0) * foreground_mask(x0, threshold).float()
 
 
 class DenoisingObjective:

@@ -6,13 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-
-def foreground_masks(frames: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(b, t, h, w) float masks: where any channel of frames (b, t, 3, h, w) differs from the clip's median
-    by more than ``threshold`` (the rule of ``foreground_weights``: a plain background is the median)."""
-    b, t, c = frames.shape[:3]
-    median = frames.float().transpose(1, 2).reshape(b, c, -1).median(dim=-1).values  # (b, c)
-    return ((frames.float() - median[:, None, :, None, None]).abs() > threshold).any(dim=2).float()
+from divot.diffusion.objective import foreground_mask
 
 
 def centred_masks(frames: torch.Tensor, size: int, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,7 +18,7 @@ def centred_masks(frames: torch.Tensor, size: int, threshold: float) -> tuple[to
     """
     if frames.ndim != 5:
         raise ValueError(f"frames must be (b, t, 3, h, w), got {tuple(frames.shape)}")
-    mask = foreground_masks(frames, threshold)  # (b, t, h, w)
+    mask = foreground_mask(frames.float().transpose(1, 2), threshold)[:, 0].float()  # (b, t, h, w)
     b, t, h, w = mask.shape
     flat = mask.flatten(0, 1)  # (n, h, w)
     cols, rows = flat.amax(dim=1), flat.amax(dim=2)  # (n, w), (n, h) occupancy
