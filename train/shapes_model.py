@@ -1,6 +1,6 @@
 """Train the bundled shapes-world model (``divot/assets/shapes-tiny``) from scratch with the project's own code.
 
-    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (~30 min, 2 cores)
+    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (~50 min, 2 cores)
     python train/shapes_model.py --out runs/shapes-quick/model --quick     # what ``divot demo --train`` runs
 
 Stages (every one is a stock entry point of this repository, called with its shapes-world config):
@@ -47,7 +47,7 @@ SETTINGS = {
     "num_train": (2000, 800),
     "num_held_out": (200, 100),
     "t1_steps": (1000, 400),
-    "t2_steps": (600, 100),
+    "t2_steps": (1500, 100),
     "llm_steps": (8000, 2000),
     "num_stories": (1000, 300),
     "num_held_out_stories": (64, 32),

@@ -25,8 +25,11 @@ SPLITS = {"new": (False, 1000), "held_out": (True, 2000)}  # split -> (held-out 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="shapes-tiny", help="model directory or bundled name (default shapes-tiny)")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    parser.add_argument("--num-clips", type=int, default=40, help="fresh clips per split (captions and questions)")
-    parser.add_argument("--num-prompts", type=int, default=21, help="videos generated from prompts")
+    parser.add_argument("--num-clips", type=int, default=100,
+                        help="fresh clips per split (captions and questions; at 100 a multiple-choice accuracy near "
+                             "0.8 has a 95%% interval of about +-0.08)")
+    parser.add_argument("--num-prompts", type=int, default=42,
+                        help="videos generated from prompts, cycling through the motions (42: 24 direction prompts)")
     parser.add_argument("--num-stories", type=int, default=8,
                         help="stories told, half about training pairs and half about held-out pairs")
     parser.add_argument("--steps", type=int, default=20, help="sampler steps of each generated video")
