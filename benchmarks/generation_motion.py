@@ -27,25 +27,13 @@ import torch
 
 from divot.chat import Divot
 from divot.data.datasets import read_annotations
-from divot.data.shapes.world import MOTION_DIRECTIONS, MOTIONS, split_combos
+from divot.data.shapes.world import MOTION_DIRECTIONS, MOTIONS
 from divot.data.token_cache.reader import TokenCache
-from divot.eval.shapes_demo import generation_scores
+from divot.eval.shapes_demo import generation_prompts, generation_scores
 from divot.hub import atomic_write_text
 from divot.llm.sequences import GENERATION_TEMPLATES
 
 logger = logging.getLogger("benchmarks.generation_motion")
-
-
-def prompts(num: int, motions: tuple[str, ...], seed: int) -> list[dict]:
-    """``num`` prompts of training colour-shape pairs (random), the motions in turn."""
-    rng = np.random.default_rng(seed)
-    pairs = split_combos("train")
-    out = []
-    for i in range(num):
-        colour, shape = pairs[int(rng.integers(len(pairs)))]
-        motion = motions[i % len(motions)]
-        out.append({"colour": colour, "shape": shape, "motion": motion, "prompt": f"a {colour} {shape} {motion}"})
-    return out
 
 
 def motion_probe(cache: TokenCache, metadata: Path):
@@ -94,11 +82,11 @@ def main() -> None:
     clf, n_fit = motion_probe(cache, args.clips)
     result: dict = {"settings": {k: str(v) for k, v in vars(args).items()}, "probe_clips": n_fit, "tokens": {},
                     "renders": {}}
-    probe_items = prompts(args.num_probe, MOTIONS, args.seed)
+    probe_items = generation_prompts(args.num_probe, args.seed, MOTIONS)
     for mode in ("top", "sample", "mean"):
         result["tokens"][mode] = generated_token_motion(model, clf, probe_items, mode)
         logger.info("generated tokens, mode %s: probe motion %.2f", mode, result["tokens"][mode]["accuracy"])
-    render_items = prompts(args.num_render, tuple(MOTION_DIRECTIONS), args.seed)
+    render_items = generation_prompts(args.num_render, args.seed, tuple(MOTION_DIRECTIONS))
     for setting in args.settings:
         mode, guidance = setting.split(":")
         with tempfile.TemporaryDirectory() as tmp:

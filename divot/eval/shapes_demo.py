@@ -45,14 +45,14 @@ def caption_scores(model, records: list[dict], root: Path, progress: bool = True
     return {"rows": rows, "accuracy": acc, "chance": CHANCE}
 
 
-def generation_prompts(num: int, seed: int) -> list[dict]:
-    """``num`` prompts with random attributes (every motion, colours and shapes of the training split)."""
+def generation_prompts(num: int, seed: int, motions: tuple[str, ...] = MOTIONS) -> list[dict]:
+    """``num`` prompts with random colour-shape pairs of the training split, going through ``motions`` in turn."""
     rng = np.random.default_rng(seed)
     pairs = split_combos("train")  # (colour, shape) pairs the model was trained on
     out = []
     for i in range(num):
         colour, shape = pairs[int(rng.integers(len(pairs)))]
-        motion = MOTIONS[i % len(MOTIONS)]
+        motion = motions[i % len(motions)]
         out.append({"colour": colour, "shape": shape, "motion": motion, "prompt": f"a {colour} {shape} {motion}"})
     return out
 
