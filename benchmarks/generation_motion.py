@@ -29,6 +29,7 @@ from divot.chat import Divot
 from divot.data.datasets import read_annotations
 from divot.data.shapes.world import MOTION_DIRECTIONS, MOTIONS
 from divot.data.token_cache.reader import TokenCache
+from divot.eval.probe import fit_probe
 from divot.eval.shapes_demo import generation_prompts, generation_scores
 from divot.hub import atomic_write_text
 from divot.llm.sequences import GENERATION_TEMPLATES
@@ -38,19 +39,14 @@ logger = logging.getLogger("benchmarks.generation_motion")
 
 def motion_probe(cache: TokenCache, metadata: Path):
     """A logistic-regression motion probe (of the first object) on the first clip's tokens of every cached clip."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     x, y = [], []
     for item in read_annotations(metadata):
         if item.labels and item.video_id in cache:
             x.append(cache[item.video_id][0].flatten().numpy())
             y.append(item.labels["motion"])
-    if len(set(y)) < 2:
-        raise ValueError(f"{metadata}: need cached clips of at least two motions, got {sorted(set(y))}")
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
-    return clf.fit(np.stack(x), np.asarray(y)), len(y)
+    if not x:
+        raise ValueError(f"none of the clips of {metadata} are in the token cache")
+    return fit_probe(np.stack(x), y), len(y)
 
 
 def generated_token_motion(model: Divot, clf, items: list[dict], mode: str) -> dict:

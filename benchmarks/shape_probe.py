@@ -18,11 +18,10 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from divot.data.datasets import ClipDataset, read_annotations
-from divot.eval.probe import linear_probe
+from divot.eval.probe import fit_probe, linear_probe
 from divot.hub import atomic_write_text
 from divot.tokenizer.model import VideoTokenizer
 
@@ -42,16 +41,9 @@ def clip_tokens(tokenizer: VideoTokenizer, metadata: Path, num: int) -> tuple[to
     return tokenizer.encode(sparse), [items[i].labels for i in kept]
 
 
-def confusions(train_x, train_y, test_x, test_y, top: int = 6) -> list[list]:
-    """The ``top`` most frequent (true, predicted, count) errors of a probe refitted as in ``linear_probe``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
-    clf.fit(train_x.flatten(1).numpy(), np.asarray(train_y))
-    pred = clf.predict(test_x.flatten(1).numpy())
-    errors = collections.Counter((t, str(p)) for t, p in zip(test_y, pred, strict=True) if t != p)
+def confusions(true: list[str], predicted: list[str], top: int = 6) -> list[list]:
+    """The ``top`` most frequent (true, predicted, count) errors."""
+    errors = collections.Counter((t, p) for t, p in zip(true, predicted, strict=True) if t != p)
     return [[t, p, n] for (t, p), n in errors.most_common(top)]
 
 
@@ -72,15 +64,14 @@ def main() -> None:
                     "num_in_dist": len(train_x) - n_fit, "num_held_out": len(held_x)}
     for name in ATTRIBUTES:
         fit_y = [lab[name] for lab in train_l[:n_fit]]
-        result[name] = {
-            "held_out": linear_probe(train_x[:n_fit], fit_y, held_x, [lab[name] for lab in held_l]),
-            "in_dist": linear_probe(train_x[:n_fit], fit_y, train_x[n_fit:], [lab[name] for lab in train_l[n_fit:]]),
-        }
-    fit_y = [lab["shape"] for lab in train_l[:n_fit]]
-    result["shape_confusions"] = {
-        "held_out": confusions(train_x[:n_fit], fit_y, held_x, [lab["shape"] for lab in held_l]),
-        "in_dist": confusions(train_x[:n_fit], fit_y, train_x[n_fit:], [lab["shape"] for lab in train_l[n_fit:]]),
-    }
+        tests = {"held_out": (held_x, [lab[name] for lab in held_l]),
+                 "in_dist": (train_x[n_fit:], [lab[name] for lab in train_l[n_fit:]])}
+        clf = fit_probe(train_x[:n_fit], fit_y)
+        result[name] = {split: linear_probe(train_x[:n_fit], fit_y, x, y, with_predictions=True, clf=clf)
+                        for split, (x, y) in tests.items()}
+        predictions = {split: scores.pop("predictions") for split, scores in result[name].items()}
+        if name == "shape":
+            result["shape_confusions"] = {split: confusions(y, predictions[split]) for split, (_, y) in tests.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     for name in ATTRIBUTES:
