@@ -116,13 +116,19 @@ class ClipDataset(Dataset):
     With ``random_window`` the clip is a random 2-second window (one of the sampler's clips, start jittered),
     drawn from a generator seeded by (seed, epoch, i): the same item in the same epoch is the same clip, which
     keeps resumed runs exact whatever the worker count. Without it, the first clip of the evaluation policy.
+
+    ``channel_shuffle`` (a training augmentation) reorders the RGB channels of each clip by one of the six
+    permutations, drawn from the same kind of generator; on the shapes world's palette it maps a colour onto
+    another palette colour, so the tokenizer sees every shape in every colour.
     """
 
-    def __init__(self, items: list[VideoItem], frame_size: int, seed: int = 0, random_window: bool = True):
+    def __init__(self, items: list[VideoItem], frame_size: int, seed: int = 0, random_window: bool = True,
+                 channel_shuffle: bool = False):
         self.items = items
         self.frame_size = frame_size
         self.seed = seed
         self.random_window = random_window
+        self.channel_shuffle = channel_shuffle
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -149,6 +155,9 @@ class ClipDataset(Dataset):
         if dense.shape[0] != DENSE_FRAMES:
             logger.warning("skipping %s: got %d frames, expected %d", item.path, dense.shape[0], DENSE_FRAMES)
             return None
+        if self.channel_shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, i, 1]).permutation(3)
+            dense = dense[:, torch.as_tensor(order)]
         return {"dense": dense, "sparse": dense[list(SPARSE_INDICES)], "index": i}
 
 

@@ -23,6 +23,7 @@ class DataConfig:
     token_file: str | None = None  # T3: rows of tokens from the LLM (divot.data.token_files)
     batch_size: int = 8  # per process, per micro-batch
     num_workers: int = 0
+    channel_shuffle: bool = False  # augmentation: a random RGB channel order per training clip (T1 / T2)
 
 
 @dataclass
@@ -105,6 +106,9 @@ class TokenizerTrainConfig:
         if self.stage != "T1" and (self.layout.weight or self.layout.grid_weight or self.layout.shape_weight):
             raise ValueError("layout.weight / grid_weight / shape_weight train the tokenizer: they apply to "
                              "stage T1 only")
+        if self.stage == "T3" and self.data.channel_shuffle:
+            raise ValueError("data.channel_shuffle reorders the colours of training videos; stage T3 trains "
+                             "on the LLM's tokens, whose clips it cannot change")
         if self.stage == "T3" and not self.data.token_file:
             raise ValueError("stage T3 needs data.token_file (tokens written by the LLM's generation path)")
         if self.stage != "T3" and not self.data.train:

@@ -64,7 +64,7 @@ def build_dataset(cfg: TokenizerTrainConfig, frame_size: int):
     if cfg.stage == "T3":
         return TokenClipDataset(read_token_file(cfg.data.token_file), frame_size)
     items = read_annotations(cfg.data.train, cfg.data.video_root, cfg.data.train_split)
-    return ClipDataset(items, frame_size, seed=cfg.seed, random_window=True)
+    return ClipDataset(items, frame_size, seed=cfg.seed, random_window=True, channel_shuffle=cfg.data.channel_shuffle)
 
 
 def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:

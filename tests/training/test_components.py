@@ -124,6 +124,22 @@ def test_unreadable_videos_are_skipped_and_counted(tmp_path):
     assert torch.equal(batch["sparse"][0], batch["dense"][0, [0, 4, 8, 12, 15]])
 
 
+def test_channel_shuffle_permutes_the_colour_channels_reproducibly(tmp_path):
+    _video(tmp_path / "a.mp4")  # a red square: only channel 0 is lit
+    items = read_annotations(tmp_path)
+    plain = ClipDataset(items, frame_size=32, seed=0)[0]["dense"]
+    lit = []
+    for epoch in range(12):
+        ds = ClipDataset(items, frame_size=32, seed=0, channel_shuffle=True)
+        ds.set_epoch(epoch)
+        dense = ds[0]["dense"]
+        assert torch.equal(dense, ds[0]["dense"])  # same (seed, epoch, item): same permutation
+        # the pixels are the plain clip's, only the channel order differs
+        assert torch.equal(dense.sort(dim=1).values, plain.sort(dim=1).values)
+        lit.append(int(dense[:, :, 8:16, 8:16].mean(dim=(0, 2, 3)).argmax()))
+    assert set(lit) == {0, 1, 2}  # over epochs the square turns up red, green and blue
+
+
 def test_token_file_round_trip_and_dataset(tmp_path):
     _video(tmp_path / "a.mp4")
     tokens = torch.randn(2, 16, 32)
@@ -194,6 +210,8 @@ def test_layout_term_reads_the_pooled_frames_back_and_trains_the_tokenizer():
         TokenizerDiffusionModel("T2", tok, detok, objective, layout_weight=1.0)
     with pytest.raises(ValueError, match="T1 only"):
         TokenizerTrainConfig(stage="T2", data=DataConfig(train="x"), layout=LayoutConfig(weight=1.0))
+    with pytest.raises(ValueError, match="channel_shuffle"):
+        TokenizerTrainConfig(stage="T3", data=DataConfig(token_file="t.safetensors", channel_shuffle=True))
 
 
 def test_deepspeed_config_comes_from_the_run_config():
