@@ -1,13 +1,15 @@
 """Train the bundled shapes-world model (``divot/assets/shapes-tiny``) from scratch with the project's own code.
 
-    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (~50 min, 2 cores)
+    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (~60 min, 2 cores)
     python train/shapes_model.py --out runs/shapes-quick/model --quick     # what ``divot demo --train`` runs
 
 Stages (every one is a stock entry point of this repository, called with its shapes-world config):
   1. data      ``divot data shapes``: training clips and held-out clips (held-out colour-shape pairs)
   2. T1        ``train/tokenizer.py`` t1_shapes_tiny.yaml: tokenizer + de-tokenizer under the denoising loss
+  2b. T1 colours  ``train/tokenizer.py`` t1_shapes_tiny_colours.yaml from the T1 result: channel-shuffled clips
+               and a stronger silhouette term, so the tokens carry shape apart from colour (skipped at 0 steps)
   3. T2        ``train/tokenizer.py`` t2_shapes_tiny.yaml: de-tokenizer with condition dropout (guidance)
-  4. tokens    ``build_token_cache`` of both splits with the T1 tokenizer
+  4. tokens    ``build_token_cache`` of both splits with the final T1 tokenizer
   5. LLM       ``train/llm.py`` pretrain_shapes_tiny.yaml: captions, generation (instruction format), QA
   6. stories   story files (train pairs; held-out pairs for evaluation), their segments' token cache, then
                ``train/story.py`` configs/story/shapes_tiny.yaml: LoRA story fine-tuning of the LLM of stage 5
@@ -47,6 +49,7 @@ SETTINGS = {
     "num_train": (2000, 800),
     "num_held_out": (200, 100),
     "t1_steps": (1000, 400),
+    "t1_colour_steps": (600, 0),
     "t2_steps": (1500, 100),
     "llm_steps": (8000, 2000),
     "num_stories": (1000, 300),
@@ -85,6 +88,14 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
         _run("T1", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny.yaml"), *data_args,
                                           f"output_dir={t1}", f"optim.max_steps={pick['t1_steps']}", t1_minutes,
                                           f"seed={seed}", "eval.every=500", "checkpoint_every=100"])
+    if pick["t1_colour_steps"] > 0:
+        t1c = work / "t1_colours"
+        if not (t1c / "tokenizer" / "config.json").exists():
+            _run("T1 colours", train_tokenizer.main, [
+                "--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny_colours.yaml"), *data_args,
+                f"output_dir={t1c}", f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
+                f"optim.max_steps={pick['t1_colour_steps']}", f"seed={seed}", "checkpoint_every=100"])
+        t1 = t1c  # T2, the token caches and the bundle take the second phase's models
     if not (t2 / "detokenizer" / "config.json").exists():
         _run("T2", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t2_shapes_tiny.yaml"), *data_args,
                                           f"output_dir={t2}", f"tokenizer={t1 / 'tokenizer'}",
@@ -116,7 +127,8 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     record = {
         "quick": quick, "seed": seed, "settings": pick,
         "minutes_this_run": round((time.time() - start) / 60, 1),  # stages finished earlier were skipped
-        "t1_eval": _jsonl_last(t1 / "eval.jsonl"), "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
+        "t1_eval": _jsonl_last(work / "t1" / "eval.jsonl"), "t1_colours_eval": _jsonl_last(t1 / "eval.jsonl")
+        if t1 != work / "t1" else {}, "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
         "llm_eval": _jsonl_last(llm_run / "eval.jsonl"), "story_eval": _jsonl_last(story_run / "eval.jsonl"),
         "command": "python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}",
     }

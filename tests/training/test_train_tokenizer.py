@@ -98,6 +98,35 @@ def test_t2_and_t3_continue_from_t1(shapes, tmp_path):
     assert _read_jsonl(t3 / "eval.jsonl")[-1]["step"] == 1
 
 
+def test_the_colour_phase_continues_a_t1_export(shapes, tmp_path):
+    """t1_shapes_tiny_colours.yaml (train/shapes_model.py stage 2b) starts from a finished T1 run's models,
+    with the channel shuffle and the 8x silhouette term, and exports a tokenizer the next stages load."""
+    t1 = tmp_path / "t1"
+    quick = ("eval.every=0", "eval.probe=false", "eval.num_samples=1", "checkpoint_every=0")
+    assert main(_args(shapes, t1, "optim.max_steps=1", *quick)) == 0
+    colours = str(Path(CONFIG).with_name("t1_shapes_tiny_colours.yaml"))
+    out = tmp_path / "t1_colours"
+    args = _args(shapes, out, f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
+                 "optim.max_steps=1", *quick)
+    args[1] = colours
+    assert main(args) == 0
+    import yaml
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["stage"] == "T1" and cfg["data"]["channel_shuffle"] is True
+    assert cfg["layout"]["shape_weight"] == 8.0 and cfg["tokenizer_lr_scale"] == 1.0
+    assert cfg["tokenizer"] == str(t1 / "tokenizer")
+    assert "shape_loss" in _read_jsonl(out / "metrics.jsonl")[-1]
+    before = VideoTokenizer.from_pretrained(t1 / "tokenizer").state_dict()
+    after = VideoTokenizer.from_pretrained(out / "tokenizer").state_dict()
+    assert before.keys() == after.keys()
+    # one step: the weights moved, but as a whole they stay near the ones the phase started from
+    floats = [k for k in before if before[k].dtype.is_floating_point]
+    assert any(not torch.equal(before[k], after[k]) for k in floats)
+    change = sum(float((after[k] - before[k]).norm()) ** 2 for k in floats) ** 0.5
+    size = sum(float(before[k].norm()) ** 2 for k in floats) ** 0.5
+    assert change < 0.2 * size, (change, size)
+
 def test_bad_config_is_named(shapes, tmp_path, caplog):
     assert main(_args(shapes, tmp_path, "optim.max_step=3")) == 2
     assert "optim.max_step" in caplog.text
