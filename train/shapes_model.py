@@ -88,22 +88,22 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
         _run("T1", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny.yaml"), *data_args,
                                           f"output_dir={t1}", f"optim.max_steps={pick['t1_steps']}", t1_minutes,
                                           f"seed={seed}", "eval.every=500", "checkpoint_every=100"])
+    t1_final = t1  # the run whose models T2, the token caches and the bundle take
     if pick["t1_colour_steps"] > 0:
-        t1c = work / "t1_colours"
-        if not (t1c / "tokenizer" / "config.json").exists():
+        t1_final = work / "t1_colours"
+        if not (t1_final / "tokenizer" / "config.json").exists():
             _run("T1 colours", train_tokenizer.main, [
                 "--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny_colours.yaml"), *data_args,
-                f"output_dir={t1c}", f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
+                f"output_dir={t1_final}", f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
                 f"optim.max_steps={pick['t1_colour_steps']}", f"seed={seed}", "checkpoint_every=100"])
-        t1 = t1c  # T2, the token caches and the bundle take the second phase's models
     if not (t2 / "detokenizer" / "config.json").exists():
         _run("T2", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t2_shapes_tiny.yaml"), *data_args,
-                                          f"output_dir={t2}", f"tokenizer={t1 / 'tokenizer'}",
-                                          f"detokenizer={t1 / 'detokenizer'}", f"optim.max_steps={pick['t2_steps']}",
+                                          f"output_dir={t2}", f"tokenizer={t1_final / 'tokenizer'}",
+                                          f"detokenizer={t1_final / 'detokenizer'}", f"optim.max_steps={pick['t2_steps']}",
                                           f"seed={seed}", "eval.every=0", "checkpoint_every=100",
                                           "eval.probe=false", "eval.guidance_scale=3.0"])
 
-    tokenizer = VideoTokenizer.from_pretrained(t1 / "tokenizer").eval()
+    tokenizer = VideoTokenizer.from_pretrained(t1_final / "tokenizer").eval()
     caches = {}
     for split, folder in (("train", train_dir), ("held_out", held_dir)):
         caches[split] = work / f"{split}_tokens"
@@ -120,15 +120,16 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
 
     staged = out.with_name(out.name + ".tmp")
     shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(t1 / "tokenizer", staged / "tokenizer")
+    shutil.copytree(t1_final / "tokenizer", staged / "tokenizer")
     shutil.copytree(t2 / "detokenizer", staged / "detokenizer")
     shutil.copytree(llm_run / "model", staged / "llm")
     shutil.copytree(story_run / "model", staged / "story_llm")
     record = {
         "quick": quick, "seed": seed, "settings": pick,
         "minutes_this_run": round((time.time() - start) / 60, 1),  # stages finished earlier were skipped
-        "t1_eval": _jsonl_last(work / "t1" / "eval.jsonl"), "t1_colours_eval": _jsonl_last(t1 / "eval.jsonl")
-        if t1 != work / "t1" else {}, "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
+        "t1_eval": _jsonl_last(t1 / "eval.jsonl"),
+        "t1_colours_eval": _jsonl_last(t1_final / "eval.jsonl") if t1_final != t1 else {},
+        "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
         "llm_eval": _jsonl_last(llm_run / "eval.jsonl"), "story_eval": _jsonl_last(story_run / "eval.jsonl"),
         "command": "python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}",
     }

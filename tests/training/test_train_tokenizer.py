@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from divot import Detokenizer, VideoTokenizer
 from divot.data.shapes.generate import generate_dataset
@@ -27,8 +28,8 @@ def shapes(tmp_path_factory):
     return root
 
 
-def _args(shapes, out, *extra):
-    return ["--config", CONFIG, f"data.train={shapes / 'train' / 'metadata.jsonl'}",
+def _args(shapes, out, *extra, config=CONFIG):
+    return ["--config", config, f"data.train={shapes / 'train' / 'metadata.jsonl'}",
             f"data.val={shapes / 'held_out' / 'metadata.jsonl'}", f"output_dir={out}", "data.batch_size=2",
             "optim.warmup_steps=1", "log_every=1", "eval.num_val=2", "eval.num_samples=2", "eval.sample_steps=2",
             "eval.num_probe_train=6", *extra]
@@ -104,14 +105,10 @@ def test_the_colour_phase_continues_a_t1_export(shapes, tmp_path):
     t1 = tmp_path / "t1"
     quick = ("eval.every=0", "eval.probe=false", "eval.num_samples=1", "checkpoint_every=0")
     assert main(_args(shapes, t1, "optim.max_steps=1", *quick)) == 0
-    colours = str(Path(CONFIG).with_name("t1_shapes_tiny_colours.yaml"))
     out = tmp_path / "t1_colours"
-    args = _args(shapes, out, f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
-                 "optim.max_steps=1", *quick)
-    args[1] = colours
-    assert main(args) == 0
-    import yaml
-
+    assert main(_args(shapes, out, f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
+                      "optim.max_steps=1", *quick,
+                      config=str(Path(CONFIG).with_name("t1_shapes_tiny_colours.yaml")))) == 0
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["stage"] == "T1" and cfg["data"]["channel_shuffle"] is True
     assert cfg["layout"]["shape_weight"] == 8.0 and cfg["tokenizer_lr_scale"] == 1.0
@@ -126,6 +123,7 @@ def test_the_colour_phase_continues_a_t1_export(shapes, tmp_path):
     change = sum(float((after[k] - before[k]).norm()) ** 2 for k in floats) ** 0.5
     size = sum(float(before[k].norm()) ** 2 for k in floats) ** 0.5
     assert change < 0.2 * size, (change, size)
+
 
 def test_bad_config_is_named(shapes, tmp_path, caplog):
     assert main(_args(shapes, tmp_path, "optim.max_step=3")) == 2
