@@ -1,6 +1,6 @@
 """Train the bundled shapes-world model (``divot/assets/shapes-tiny``) from scratch with the project's own code.
 
-    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (~60 min, 2 cores)
+    python train/shapes_model.py --out divot/assets/shapes-tiny            # the bundled model (~85 min, 2 cores)
     python train/shapes_model.py --out runs/shapes-quick/model --quick     # what ``divot demo --train`` runs
 
 Stages (every one is a stock entry point of this repository, called with its shapes-world config):
@@ -9,6 +9,8 @@ Stages (every one is a stock entry point of this repository, called with its sha
   2b. T1 colours  ``train/tokenizer.py`` t1_shapes_tiny_colours.yaml from the T1 result: channel-shuffled clips
                and a stronger silhouette term, so the tokens carry shape apart from colour (skipped at 0 steps)
   3. T2        ``train/tokenizer.py`` t2_shapes_tiny.yaml: de-tokenizer with condition dropout (guidance)
+  3b. T2 more  ``train/tokenizer.py`` t2_shapes_tiny_more.yaml from the T2 result: the de-tokenizer goes on at
+               half the learning rate, which renders vertical motion more often (skipped at 0 steps)
   4. tokens    ``build_token_cache`` of both splits with the final T1 tokenizer
   5. LLM       ``train/llm.py`` pretrain_shapes_tiny.yaml: captions, generation (instruction format), QA
   6. stories   story files (train pairs; held-out pairs for evaluation), their segments' token cache, then
@@ -51,6 +53,7 @@ SETTINGS = {
     "t1_steps": (1000, 400),
     "t1_colour_steps": (600, 0),
     "t2_steps": (1500, 100),
+    "t2_more_steps": (1500, 0),
     "llm_steps": (8000, 2000),
     "num_stories": (1000, 300),
     "num_held_out_stories": (64, 32),
@@ -68,6 +71,21 @@ def _run(name: str, fn, argv: list[str]) -> None:
     code = fn(argv)
     if code != 0:
         raise RuntimeError(f"stage {name} failed (exit code {code})")
+
+
+def _second_phase(name: str, config: str, run: Path, tokenizer_run: Path, detokenizer_run: Path, exported: str,
+                  steps: int, extra: list[str]) -> Path:
+    """A phase that continues earlier runs' exported models (``tokenizer_run``'s tokenizer, ``detokenizer_run``'s
+    U-Net) with ``configs/tokenizer/{config}``; returns ``run``, or ``detokenizer_run`` when ``steps`` is 0
+    (the phase is skipped). ``exported``: the model folder whose presence marks the phase finished."""
+    if steps <= 0:
+        return detokenizer_run
+    if not (run / exported / "config.json").exists():
+        _run(name, train_tokenizer.main, [
+            "--config", str(CONFIGS / "tokenizer" / config), *extra, f"output_dir={run}",
+            f"tokenizer={tokenizer_run / 'tokenizer'}", f"detokenizer={detokenizer_run / 'detokenizer'}",
+            f"optim.max_steps={steps}", "checkpoint_every=100"])
+    return run
 
 
 def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: float = 0.0) -> dict:
@@ -88,20 +106,18 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
         _run("T1", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny.yaml"), *data_args,
                                           f"output_dir={t1}", f"optim.max_steps={pick['t1_steps']}", t1_minutes,
                                           f"seed={seed}", "eval.every=500", "checkpoint_every=100"])
-    t1_final = t1  # the run whose models T2, the token caches and the bundle take
-    if pick["t1_colour_steps"] > 0:
-        t1_final = work / "t1_colours"
-        if not (t1_final / "tokenizer" / "config.json").exists():
-            _run("T1 colours", train_tokenizer.main, [
-                "--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny_colours.yaml"), *data_args,
-                f"output_dir={t1_final}", f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
-                f"optim.max_steps={pick['t1_colour_steps']}", f"seed={seed}", "checkpoint_every=100"])
+    # the run whose models T2, the token caches and the bundle take
+    t1_final = _second_phase("T1 colours", "t1_shapes_tiny_colours.yaml", work / "t1_colours", t1, t1, "tokenizer",
+                             pick["t1_colour_steps"], [*data_args, f"seed={seed}"])
     if not (t2 / "detokenizer" / "config.json").exists():
         _run("T2", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t2_shapes_tiny.yaml"), *data_args,
                                           f"output_dir={t2}", f"tokenizer={t1_final / 'tokenizer'}",
                                           f"detokenizer={t1_final / 'detokenizer'}", f"optim.max_steps={pick['t2_steps']}",
                                           f"seed={seed}", "eval.every=0", "checkpoint_every=100",
                                           "eval.probe=false", "eval.guidance_scale=3.0"])
+    # the run whose de-tokenizer the bundle takes
+    t2_final = _second_phase("T2 more", "t2_shapes_tiny_more.yaml", work / "t2_more", t1_final, t2, "detokenizer",
+                             pick["t2_more_steps"], [*data_args, f"seed={seed}"])
 
     tokenizer = VideoTokenizer.from_pretrained(t1_final / "tokenizer").eval()
     caches = {}
@@ -121,7 +137,7 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     staged = out.with_name(out.name + ".tmp")
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(t1_final / "tokenizer", staged / "tokenizer")
-    shutil.copytree(t2 / "detokenizer", staged / "detokenizer")
+    shutil.copytree(t2_final / "detokenizer", staged / "detokenizer")
     shutil.copytree(llm_run / "model", staged / "llm")
     shutil.copytree(story_run / "model", staged / "story_llm")
     record = {
@@ -130,6 +146,7 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
         "t1_eval": _jsonl_last(t1 / "eval.jsonl"),
         "t1_colours_eval": _jsonl_last(t1_final / "eval.jsonl") if t1_final != t1 else {},
         "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
+        "t2_more_eval": _jsonl_last(t2_final / "eval.jsonl") if t2_final != t2 else {},
         "llm_eval": _jsonl_last(llm_run / "eval.jsonl"), "story_eval": _jsonl_last(story_run / "eval.jsonl"),
         "command": "python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}",
     }

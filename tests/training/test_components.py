@@ -222,7 +222,8 @@ def test_deepspeed_config_comes_from_the_run_config():
         deepspeed_config(cfg, 2, 2, extra={"gradient_accumulation_steps": 8})
 
 
-@pytest.mark.parametrize("name", ["t1_shapes_tiny", "t1_shapes_tiny_colours", "t2_shapes_tiny", "t3_shapes_tiny",
+@pytest.mark.parametrize("name", ["t1_shapes_tiny", "t1_shapes_tiny_colours", "t2_shapes_tiny",
+                                  "t2_shapes_tiny_more", "t3_shapes_tiny",
                                   "t1_paper", "t2_paper", "t3_paper"])
 def test_shipped_run_configs_parse(name):
     from pathlib import Path

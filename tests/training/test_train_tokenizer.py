@@ -125,6 +125,27 @@ def test_the_colour_phase_continues_a_t1_export(shapes, tmp_path):
     assert change < 0.2 * size, (change, size)
 
 
+def test_the_second_t2_phase_continues_a_t2_export(shapes, tmp_path):
+    """t2_shapes_tiny_more.yaml (train/shapes_model.py stage 3b) starts from a T2 run's exported de-tokenizer
+    at half T2's learning rate and exports a de-tokenizer the bundle loads; the tokenizer is not written."""
+    quick = ("eval.every=0", "eval.probe=false", "eval.num_samples=1", "checkpoint_every=0")
+    t1, t2, more = tmp_path / "t1", tmp_path / "t2", tmp_path / "t2_more"
+    assert main(_args(shapes, t1, "optim.max_steps=1", *quick)) == 0
+    t2_config = str(Path(CONFIG).with_name("t2_shapes_tiny.yaml"))
+    assert main(_args(shapes, t2, f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t1 / 'detokenizer'}",
+                      "optim.max_steps=1", *quick, config=t2_config)) == 0
+    assert main(_args(shapes, more, f"tokenizer={t1 / 'tokenizer'}", f"detokenizer={t2 / 'detokenizer'}",
+                      "optim.max_steps=1", *quick, config=str(Path(CONFIG).with_name("t2_shapes_tiny_more.yaml")))) == 0
+    cfg, first = (yaml.safe_load((run / "config.yaml").read_text()) for run in (more, t2))
+    assert cfg["stage"] == "T2" and cfg["detokenizer"] == str(t2 / "detokenizer")
+    assert cfg["optim"]["lr"] == pytest.approx(first["optim"]["lr"] / 2) and cfg["cond_dropout"] == first["cond_dropout"]
+    assert not (more / "tokenizer").exists()
+    before = Detokenizer.from_pretrained(t2 / "detokenizer").state_dict()
+    after = Detokenizer.from_pretrained(more / "detokenizer").state_dict()
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].dtype.is_floating_point)
+
+
 def test_bad_config_is_named(shapes, tmp_path, caplog):
     assert main(_args(shapes, tmp_path, "optim.max_step=3")) == 2
     assert "optim.max_step" in caplog.text
