@@ -210,8 +210,9 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
         hidden, _ = self.decoder_forward(embeds, attention_mask_4d)
         return hidden, self.lm_logits(hidden)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A collated batch (``LLMCollator``) -> ``{"loss", "lm_loss", "gmm_loss"}`` (float32 scalars)."""
+    def forward(self, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+        """A collated batch (``LLMCollator``) -> ``{"loss", "lm_loss", "gmm_loss"}`` (float32 scalars);
+        ``label_smoothing`` smooths the next-token targets (training only; 0 is plain cross-entropy)."""
         input_ids = batch["input_ids"]
         device = input_ids.device
         gen_mask = batch.get("gen_mask")
@@ -221,7 +222,7 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
             attn = batch.get("attention_mask", torch.ones_like(input_ids))
             mask = build_attention_mask_4d(attn, gen_mask, self.config.num_queries)
         hidden, logits = self.hidden_and_logits(embeds, mask)
-        lm_loss = causal_lm_loss(logits, batch["labels"].to(device))
+        lm_loss = causal_lm_loss(logits, batch["labels"].to(device), label_smoothing)
         gmm_loss = self.gmm_loss(hidden, gen_mask, batch.get("gen_clips"))
         loss = self.config.lm_loss_weight * lm_loss + self.config.gmm_loss_weight * gmm_loss
         return {"loss": loss, "lm_loss": lm_loss, "gmm_loss": gmm_loss}
@@ -247,14 +248,15 @@ def _logit_softcap(llm):
     return getattr(config, "final_logit_softcapping", None)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (float32) over labels != IGNORE_INDEX; 0 if there are none."""
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean next-token cross-entropy (float32) over labels != IGNORE_INDEX; 0 if there are none. With
+    ``label_smoothing`` e the target is (1 - e) on the label and e spread evenly over the vocabulary."""
     shift_logits = logits[:, :-1].float()  # (b, s-1, V)
     shift_labels = labels[:, 1:]  # (b, s-1)
     if not (shift_labels != IGNORE_INDEX).any():
         return logits.new_zeros((), dtype=torch.float32)
     return F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+                           ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
 
 def load_hf_llm_strict(directory: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:

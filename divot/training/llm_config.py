@@ -155,6 +155,10 @@ class LLMTrainConfig:
     freeze: list[str] | None = None  # parts kept fixed (input_proj, gmm_head, llm); None: the stage's default
     eval: LLMEvalConfig = field(default_factory=LLMEvalConfig)
     precision: str = "auto"  # auto (bf16 autocast on CUDA with bf16, else fp32), fp32, bf16
+    # Next-token targets (1 - e) on the label, e over the vocabulary; 0 (the paper): plain cross-entropy.
+    # It bounds how far a word the training text never shows after another is pushed down (shapes world:
+    # "green" is never followed by "diamond"), so the clip, not that absence, decides.
+    label_smoothing: float = 0.0
     gradient_checkpointing: bool = False
     log_every: int = 10
     checkpoint_every: int = 1000
@@ -169,6 +173,8 @@ class LLMTrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.data.sources:
             raise ValueError("data.sources is empty: give at least one source (kind, annotations, tokens, weight)")
         if self.data.batch_size < 1 or self.data.max_clips < 1:

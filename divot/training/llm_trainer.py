@@ -176,7 +176,7 @@ def train_llm(cfg: LLMTrainConfig) -> dict:
         state["micro_batches"] += world
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast():
-            out_ = engine(batch)
+            out_ = engine(batch, label_smoothing=cfg.label_smoothing)
         engine.backward(out_["loss"])
         meter.add(out_, batch)
         stepped, grad_norm = engine.step()

@@ -34,6 +34,26 @@ def test_forward_losses_and_gradients(tiny_model, builder):
     assert torch.allclose(again["loss"], out["loss"].detach())
 
 
+def test_label_smoothing_spreads_the_targets_over_the_vocabulary(tiny_model, builder):
+    """forward(label_smoothing=e): the text loss against targets (1 - e) on the label + e / V everywhere,
+    over the labelled positions only; the GMM loss is untouched."""
+    from divot.constants import IGNORE_INDEX
+
+    batch, e = mixed_batch(builder), 0.1
+    with torch.no_grad():
+        plain, smooth = tiny_model(batch), tiny_model(batch, label_smoothing=e)
+        _, logits = tiny_model.hidden_and_logits(
+            tiny_model.embed(batch["input_ids"], batch["cmp_mask"], batch["cmp_clips"]), batch["attention_mask_4d"])
+    logp = logits[:, :-1].float().log_softmax(-1)
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE_INDEX
+    nll = -logp[keep].gather(1, labels[keep][:, None])[:, 0]
+    expected = ((1 - e) * nll - e * logp[keep].mean(-1)).mean()
+    assert torch.allclose(plain["lm_loss"], nll.mean(), atol=1e-5)
+    assert torch.allclose(smooth["lm_loss"], expected, atol=1e-5) and smooth["lm_loss"] > plain["lm_loss"]
+    assert torch.equal(smooth["gmm_loss"], plain["gmm_loss"])
+
+
 def test_query_blocks_are_bidirectional(tiny_model, builder):
     batch = LLMCollator(builder.ids.pad, Q)([builder.generation("a red circle", clips(1))])
     causal = {k: v for k, v in batch.items() if k != "attention_mask_4d"}

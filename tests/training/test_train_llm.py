@@ -129,6 +129,8 @@ def test_config_errors_are_clear(world, tmp_path, caplog, capsys):
     assert "kind must be one of" in caplog.text
     assert main(_args(world, tmp_path / "c", "freeze=[gmm]")) == 2
     assert "freeze: unknown part" in caplog.text
+    assert main(_args(world, tmp_path / "e", "label_smoothing=1.0")) == 2
+    assert "label_smoothing must be in [0, 1)" in caplog.text
     missing = f"data.sources=[{{kind: caption, annotations: '{tmp_path / 'none.jsonl'}', tokens: '{tmp_path}'}}]"
     assert main(_args(world, tmp_path / "d", missing)) == 2
     assert divot_main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
