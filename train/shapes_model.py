@@ -73,14 +73,20 @@ def _run(name: str, fn, argv: list[str]) -> None:
         raise RuntimeError(f"stage {name} failed (exit code {code})")
 
 
-def _second_phase(name: str, config: str, run: Path, tokenizer_run: Path, detokenizer_run: Path, exported: str,
+def _finished(run: Path) -> bool:
+    """A tokenizer-training run is finished once its de-tokenizer export is complete: ``train/tokenizer.py``
+    writes it after the tokenizer, and ``save_pretrained`` writes ``config.json`` after the weights."""
+    return (run / "detokenizer" / "config.json").exists()
+
+
+def _second_phase(name: str, config: str, run: Path, tokenizer_run: Path, detokenizer_run: Path,
                   steps: int, extra: list[str]) -> Path:
     """A phase that continues earlier runs' exported models (``tokenizer_run``'s tokenizer, ``detokenizer_run``'s
     U-Net) with ``configs/tokenizer/{config}``; returns ``run``, or ``detokenizer_run`` when ``steps`` is 0
-    (the phase is skipped). ``exported``: the model folder whose presence marks the phase finished."""
+    (the phase is skipped)."""
     if steps <= 0:
         return detokenizer_run
-    if not (run / exported / "config.json").exists():
+    if not _finished(run):
         _run(name, train_tokenizer.main, [
             "--config", str(CONFIGS / "tokenizer" / config), *extra, f"output_dir={run}",
             f"tokenizer={tokenizer_run / 'tokenizer'}", f"detokenizer={detokenizer_run / 'detokenizer'}",
@@ -102,21 +108,21 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     data_args = [f"data.train={train_dir / 'metadata.jsonl'}", f"data.val={held_dir / 'metadata.jsonl'}"]
     t1, t2 = work / "t1", work / "t2"
     t1_minutes = f"max_minutes={minutes * 0.6:.1f}" if minutes else "max_minutes=0"
-    if not (t1 / "tokenizer" / "config.json").exists():
+    if not _finished(t1):
         _run("T1", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny.yaml"), *data_args,
                                           f"output_dir={t1}", f"optim.max_steps={pick['t1_steps']}", t1_minutes,
                                           f"seed={seed}", "eval.every=500", "checkpoint_every=100"])
     # the run whose models T2, the token caches and the bundle take
-    t1_final = _second_phase("T1 colours", "t1_shapes_tiny_colours.yaml", work / "t1_colours", t1, t1, "tokenizer",
+    t1_final = _second_phase("T1 colours", "t1_shapes_tiny_colours.yaml", work / "t1_colours", t1, t1,
                              pick["t1_colour_steps"], [*data_args, f"seed={seed}"])
-    if not (t2 / "detokenizer" / "config.json").exists():
+    if not _finished(t2):
         _run("T2", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t2_shapes_tiny.yaml"), *data_args,
                                           f"output_dir={t2}", f"tokenizer={t1_final / 'tokenizer'}",
                                           f"detokenizer={t1_final / 'detokenizer'}", f"optim.max_steps={pick['t2_steps']}",
                                           f"seed={seed}", "eval.every=0", "checkpoint_every=100",
                                           "eval.probe=false", "eval.guidance_scale=3.0"])
     # the run whose de-tokenizer the bundle takes
-    t2_final = _second_phase("T2 more", "t2_shapes_tiny_more.yaml", work / "t2_more", t1_final, t2, "detokenizer",
+    t2_final = _second_phase("T2 more", "t2_shapes_tiny_more.yaml", work / "t2_more", t1_final, t2,
                              pick["t2_more_steps"], [*data_args, f"seed={seed}"])
 
     tokenizer = VideoTokenizer.from_pretrained(t1_final / "tokenizer").eval()
