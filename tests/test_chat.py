@@ -115,6 +115,17 @@ def test_unknown_decoding_options_are_rejected(model, shapes_video):
         model.ask(shapes_video, "q", temprature=0.5)
 
 
+def test_caption_by_noisy_channel_reranking_returns_the_best_candidate(model, shapes_video):
+    ranked = model.caption_candidates(shapes_video, num_candidates=3, max_new_tokens=6)
+    assert ranked and all(isinstance(r.text, str) and r.text for r in ranked)
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+    assert model.caption(shapes_video, rerank=3, max_new_tokens=6) == ranked[0].text  # deterministic
+    with pytest.raises(ValueError, match="no instruction and no sampling options"):
+        model.caption(shapes_video, "Describe the video.", rerank=3)
+    with pytest.raises(ValueError, match="no instruction and no sampling options"):
+        model.caption(shapes_video, rerank=3, temperature=0.5)
+
+
 def test_chat_follow_up_prompt_holds_the_first_question_and_answer(model, shapes_video):
     chat = model.chat(shapes_video, greedy=True, **FAST)
     first_prompt = chat.prompt("What colour is the object?")

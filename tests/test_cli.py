@@ -58,16 +58,19 @@ def test_convert_missing_checkpoint_is_named(tmp_path, capsys):
 def test_demo_small_run_writes_report(tmp_path, divot_model_dir):
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(divot_model_dir), "--out", str(out), "--num-clips", "3",
-                 "--num-prompts", "2", "--num-stories", "2", "--steps", "2"]) == 0
+                 "--num-prompts", "2", "--num-stories", "2", "--steps", "2", "--caption-rerank", "3"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["splits"]) == {"new", "held_out"}
     for split in summary["splits"].values():
         assert len(split["captions"]["rows"]) == 3 and len(split["multiple_choice"]["rows"]) == 3
         assert all(0.0 <= v <= 1.0 for v in split["captions"]["accuracy"].values())
+        assert split["captions"]["method"].startswith("noisy-channel rerank of 3")
+        assert set(split["captions"]["accuracy_greedy"]) == set(split["captions"]["accuracy"])
+        assert all("greedy" in row for row in split["captions"]["rows"])
         assert 0.0 <= split["multiple_choice"]["accuracy"] <= 1.0
     assert len(summary["generation"]["rows"]) == 2
     html = (out / "report.html").read_text()
-    assert "caption colour" in html and html.count("<video") == 6
+    assert "caption colour" in html and html.count("<video") == 6 and "greedy captions" in html
     assert html.count("<img") == 2 + 2 * 3  # generated clips, then 2 stories of 3 clips
     for row in summary["generation"]["rows"]:
         assert (out / "generated" / row["gif"]).stat().st_size > 0

@@ -90,6 +90,16 @@ def test_caption_prints_one_caption(divot_model_dir, shapes_video, capsys):
     assert len(capsys.readouterr().out.splitlines()) <= 1
 
 
+def test_caption_rerank_prints_the_best_candidate_of_the_api(divot_model_dir, shapes_video, capsys):
+    assert main(["caption", str(shapes_video), "--model", str(divot_model_dir), "--rerank", "3",
+                 "--max-new-tokens", "4"]) == 0
+    best = Divot.from_pretrained(divot_model_dir).caption_candidates(shapes_video, 3, max_new_tokens=4)[0]
+    assert capsys.readouterr().out == best.text + "\n"
+    assert main(["caption", str(shapes_video), "--model", str(divot_model_dir), "--rerank", "3",
+                 "--instruction", "Describe it."]) == 2
+    assert "drop --instruction" in capsys.readouterr().err
+
+
 def test_generate_writes_the_video(divot_model_dir, tmp_path, capsys):
     out = tmp_path / "circle.gif"  # mp4 is covered by the API test
     assert main(["generate", "a red circle moves left", "--model", str(divot_model_dir), "--out", str(out),

@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instruction", default=None,
                         help="ask this instead of using the caption prompt, e.g. 'Describe the video.' "
                              "(for instruction-tuned models)")
+    parser.add_argument("--rerank", type=int, default=0, metavar="N",
+                        help="noisy-channel reranking: the best of N beam-search captions by log P(caption | video) "
+                             "+ W log p(video | caption) (deterministic; 0, the default: plain decoding)")
+    parser.add_argument("--channel-weight", type=float, default=0.1, metavar="W", help="W of --rerank (default 0.1)")
     add_comprehension_arguments(parser)
 
 
@@ -23,7 +27,19 @@ def run(args) -> int:
     check_video(args.video)
     check_model(args.model)
     options = decoding_options(args)
+    if args.rerank < 0 or args.channel_weight < 0:
+        raise ValueError(f"--rerank and --channel-weight must be >= 0, got {args.rerank} and {args.channel_weight}")
+    if args.rerank and args.instruction is not None:
+        raise ValueError("--rerank uses the caption prompt: drop --instruction")
     model = load_model(args)
+    if args.rerank:
+        tokens = model.tokens(args.video, max_clips=args.max_clips, progress=True)
+        from divot.llm.rerank import rerank_captions
+
+        ranked = rerank_captions(model.llm, model.builder, tokens, args.rerank, args.channel_weight,
+                                 max_new_tokens=options.get("max_new_tokens"))
+        out(ranked[0].text)
+        return 0
     if args.instruction is not None:
         chat = model.chat(**options)
         chat.set_video(args.video, max_clips=args.max_clips, progress=True)

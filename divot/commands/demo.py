@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how generated clips (prompt videos, story clips) take tokens from the GMM (default "
                              "top: the most probable component's mean; the bundled model's sampled components "
                              "often miss the colour)")
+    parser.add_argument("--caption-rerank", type=int, default=16, metavar="N",
+                        help="caption by noisy-channel reranking of N beam-search captions (the generative direction "
+                             "votes: log P(caption | video) + w log p(video | caption)); the greedy captions are "
+                             "scored beside them; 0: greedy only")
+    parser.add_argument("--channel-weight", type=float, default=0.1, metavar="W",
+                        help="w of --caption-rerank (default 0.1, chosen on a validation split)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", action="store_true",
                         help="retrain the whole model from scratch first (quick setting, CPU minutes)")
@@ -73,8 +79,10 @@ def run(args) -> int:
     )
     from divot.eval.shapes_report import write_report
 
-    if args.num_clips < 1 or args.num_prompts < 0 or args.num_stories < 0:
-        raise ValueError("--num-clips must be >= 1, --num-prompts and --num-stories >= 0")
+    if args.num_clips < 1 or args.num_prompts < 0 or args.num_stories < 0 or args.caption_rerank < 0:
+        raise ValueError("--num-clips must be >= 1, --num-prompts, --num-stories and --caption-rerank >= 0")
+    if args.channel_weight < 0:
+        raise ValueError(f"--channel-weight must be >= 0, got {args.channel_weight}")
     start = time.time()
     out: Path = args.out
     model_name = str(_train_quick(out, args.work or out / "train")) if args.train else args.model
@@ -86,7 +94,8 @@ def run(args) -> int:
         generate_dataset(folder, num=args.num_clips, seed=args.seed + offset, held_out=held_out, num_stories=0,
                          size=model.tokenizer.config.frame_size)
         records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
-        captions = caption_scores(model, records, folder)
+        captions = caption_scores(model, records, folder, rerank=args.caption_rerank,
+                                  channel_weight=args.channel_weight)
         ego = folder / "egoschema"
         mc = evaluate(EvalConfig(task="egoschema", questions=ego / "questions.json",
                                  answers=ego / "subset_answers.json", videos=folder / "videos",
@@ -107,9 +116,10 @@ def run(args) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_report(out / "report.html", summary, out)
     for split, res in summary["splits"].items():
-        acc = res["captions"]["accuracy"]
-        logger.info("%s clips: caption colour %.2f shape %.2f motion %.2f; multiple choice %.2f", split,
-                    acc["colour"], acc["shape"], acc["motion"], res["multiple_choice"]["accuracy"])
+        acc, greedy = res["captions"]["accuracy"], res["captions"]["accuracy_greedy"]
+        logger.info("%s clips: caption colour %.2f shape %.2f motion %.2f (greedy captions %.2f %.2f %.2f); "
+                    "multiple choice %.2f", split, acc["colour"], acc["shape"], acc["motion"], greedy["colour"],
+                    greedy["shape"], greedy["motion"], res["multiple_choice"]["accuracy"])
     if "generation" in summary:
         acc = summary["generation"]["accuracy"]
         kinds = {k: "-" if v["accuracy"] is None else f"{v['accuracy']:.2f}"

@@ -36,12 +36,17 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
              "colour-shape pairs seen in training; <b>held_out</b>: pairs the model never saw.</p>"]
     rows = []
     for split, res in summary["splits"].items():
-        acc, ch = res["captions"]["accuracy"], res["captions"]["chance"]
-        mc = res["multiple_choice"]
-        rows.append(f"<tr><td>{e(split)}</td><td>{_pct(acc['colour'])}</td><td>{_pct(acc['shape'])}</td>"
-                    f"<td>{_pct(acc['motion'])}</td><td>{_pct(acc['all'])}</td><td>{_pct(mc['accuracy'])}</td>"
-                    f"<td>{len(res['captions']['rows'])}</td></tr>")
-    parts.append("<h2>Understanding</h2><table><tr><th>clips</th><th>caption colour</th><th>caption shape</th>"
+        caps, mc = res["captions"], res["multiple_choice"]
+        ch = caps["chance"]
+        kinds = [("", caps["accuracy"], _pct(mc["accuracy"]))]
+        if caps.get("method", "greedy") != "greedy":
+            kinds.append((", greedy captions", caps["accuracy_greedy"], ""))
+        for label, acc, mc_cell in kinds:
+            rows.append(f"<tr><td>{e(split + label)}</td><td>{_pct(acc['colour'])}</td><td>{_pct(acc['shape'])}</td>"
+                        f"<td>{_pct(acc['motion'])}</td><td>{_pct(acc['all'])}</td><td>{mc_cell}</td>"
+                        f"<td>{len(caps['rows'])}</td></tr>")
+    method = next(iter(summary["splits"].values()))["captions"].get("method", "greedy")
+    parts.append(f"<h2>Understanding</h2><p>Captions: {e(method)}.</p><table><tr><th>clips</th><th>caption colour</th><th>caption shape</th>"
                  "<th>caption motion</th><th>all three</th><th>5-way multiple choice</th><th>n</th></tr>"
                  + "".join(rows)
                  + f"<tr><td>chance</td><td>{_pct(ch['colour'])}</td><td>{_pct(ch['shape'])}</td>"
@@ -77,12 +82,13 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
             video = root / "clips" / split / row["video"]
             marks = " ".join(f"{k[0]}{_mark(v)}" for k, v in row["correct"].items())
             mc = answers.get(row["id"])
+            greedy = f"<br>greedy: {e(row['greedy'])}" if "greedy" in row else ""
             qa = ""
             if mc is not None:
                 qa = (f"<br>Q: {e(str(mc['question']))}<br>A: {e(str(mc['prediction_text']))}"
                       f" {_mark(mc['correct'])}")
             parts.append(f"<figure><video src='{_rel(video, path.parent)}' autoplay loop muted playsinline></video>"
-                         f"<figcaption>truth: {e(row['truth'])}<br>said: {e(row['caption'])}<br>{marks}{qa}"
+                         f"<figcaption>truth: {e(row['truth'])}<br>said: {e(row['caption'])}{greedy}<br>{marks}{qa}"
                          "</figcaption></figure>")
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts) + "\n")

@@ -132,20 +132,29 @@ class DivotGenerationMixin:
         self._require_tokenizer()
         return generate_story(self, prompt, num_segments, **kwargs)
 
-    @torch.no_grad()
     def score_continuations(self, prompt, continuations: list[str], normalize: bool = False) -> torch.Tensor:
         """Log-likelihood (float32, (n,)) of each continuation text after ``prompt``; the prompt runs once and
         its KV cache is shared. ``normalize`` divides by the continuation's token count."""
         self._require_tokenizer()
+        ids = []
+        for text in continuations:
+            cont = self.tokenizer(text, add_special_tokens=False).input_ids
+            if not cont:
+                raise ValueError(f"continuation {text!r} encodes to no tokens")
+            ids.append(cont)
+        return self.score_continuation_ids(prompt, ids, normalize)
+
+    @torch.no_grad()
+    def score_continuation_ids(self, prompt, continuations: list[list[int]], normalize: bool = False) -> torch.Tensor:
+        """``score_continuations`` for token id lists (e.g. ending with ``</s>``)."""
+        if any(not cont for cont in continuations):
+            raise ValueError("a continuation has no token ids")
         _, _, embeds = self._prompt_embeds(prompt)
         out = self.llm(inputs_embeds=embeds, use_cache=True)
         cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
         first = out.logits[0, -1].float().log_softmax(-1)  # (V,)
         scores = []
-        for text in continuations:
-            cont = self.tokenizer(text, add_special_tokens=False).input_ids
-            if not cont:
-                raise ValueError(f"continuation {text!r} encodes to no tokens")
+        for cont in continuations:
             cont_ids = torch.tensor([cont], device=self.device)
             total = embeds.shape[1] + len(cont)
             step = self.llm(input_ids=cont_ids, use_cache=True, **_cache_kwargs(self.llm, copy.deepcopy(cache)),

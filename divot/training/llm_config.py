@@ -159,6 +159,9 @@ class LLMTrainConfig:
     # Training only (the logged lm_loss includes it; evaluation losses do not). Shapes world: 0.1 lifts
     # held-out multiple choice, not the captions' colour-word prior (benchmarks/RESULTS.md, eighth session).
     label_smoothing: float = 0.0
+    # Word dropout (divot.training.word_dropout): the fraction of the labelled text tokens replaced by the
+    # unknown token in the input (labels kept). 0 (the paper): none.
+    word_dropout: float = 0.0
     gradient_checkpointing: bool = False
     log_every: int = 10
     checkpoint_every: int = 1000
@@ -175,6 +178,8 @@ class LLMTrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
         if not self.data.sources:
             raise ValueError("data.sources is empty: give at least one source (kind, annotations, tokens, weight)")
         if self.data.batch_size < 1 or self.data.max_clips < 1:

@@ -37,6 +37,7 @@ from divot.training.llm_config import LLMTrainConfig
 from divot.training.llm_data import MixtureDataset, RankBatches, SampleBuilder, TokenSource
 from divot.training.llm_eval import LLMEvaluator
 from divot.training.llm_model import build_model, export_model, prepare_for_training
+from divot.training.word_dropout import drop_target_words
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def train_llm(cfg: LLMTrainConfig) -> dict:
     dataset = MixtureDataset(sources, SampleBuilder(builder, cfg.data.max_clips), cfg.seed, batch_size,
                              round_size=world * cfg.optim.grad_accum)
     collator = LLMCollator(builder.ids.pad, q)
+    keep = [builder.ids.bos, builder.ids.eos, builder.ids.vid_start, builder.ids.vid_end, *builder.ids.placeholders()]
     logger.info("data: %s; %d samples per epoch", ", ".join(f"{s.name} ({len(s)}, {s.format}, weight "
                                                              f"{s.cfg.weight:g})" for s in sources), len(dataset))
     model.to(device)
@@ -175,6 +177,9 @@ def train_llm(cfg: LLMTrainConfig) -> dict:
     for batch in loader if not stop else ():
         state["micro_batches"] += world
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if cfg.word_dropout:
+            batch["input_ids"] = drop_target_words(batch["input_ids"], batch["labels"], cfg.word_dropout,
+                                                   builder.ids.pad, keep, seed=cfg.seed * 1_000_003 + state["micro_batches"] + rank)
         with autocast():
             out_ = engine(batch, label_smoothing=cfg.label_smoothing)
         engine.backward(out_["loss"])

@@ -295,3 +295,23 @@ def test_shape_term_reads_the_silhouettes_and_trains_the_tokenizer():
         TokenizerTrainConfig(stage="T2", data=DataConfig(train="x"), layout=LayoutConfig(shape_weight=1.0))
     with pytest.raises(ValueError, match="shape_size"):
         LayoutConfig(shape_size=1)
+
+
+def test_word_dropout_hides_only_labelled_text_and_repeats_with_its_seed():
+    from divot.constants import IGNORE_INDEX
+    from divot.training.word_dropout import drop_target_words
+
+    ids = torch.arange(10, 210).reshape(2, 100)
+    labels = ids.clone()
+    labels[:, :40] = IGNORE_INDEX  # the prompt (and the clips) carry no label
+    keep = [95, 195]  # e.g. </s>: labelled, never dropped
+    out = drop_target_words(ids, labels, 0.5, unk_id=0, keep_ids=keep, seed=7)
+    dropped = out == 0
+    assert torch.equal(out[~dropped], ids[~dropped]) and torch.equal(ids, torch.arange(10, 210).reshape(2, 100))
+    assert not dropped[:, :40].any() and not dropped[ids == 95].any() and not dropped[ids == 195].any()
+    assert 0.3 < dropped[:, 40:].float().mean() < 0.7
+    assert torch.equal(out, drop_target_words(ids, labels, 0.5, 0, keep, seed=7))
+    assert not torch.equal(out, drop_target_words(ids, labels, 0.5, 0, keep, seed=8))
+    assert drop_target_words(ids, labels, 0.0, 0, keep, seed=7) is ids
+    with pytest.raises(ValueError, match="word dropout rate"):
+        drop_target_words(ids, labels, 1.0, 0, keep, seed=7)

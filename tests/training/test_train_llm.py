@@ -131,6 +131,8 @@ def test_config_errors_are_clear(world, tmp_path, caplog, capsys):
     assert "freeze: unknown part" in caplog.text
     assert main(_args(world, tmp_path / "e", "label_smoothing=1.0")) == 2
     assert "label_smoothing must be in [0, 1)" in caplog.text
+    assert main(_args(world, tmp_path / "f", "word_dropout=-0.1")) == 2
+    assert "word_dropout must be in [0, 1)" in caplog.text
     missing = f"data.sources=[{{kind: caption, annotations: '{tmp_path / 'none.jsonl'}', tokens: '{tmp_path}'}}]"
     assert main(_args(world, tmp_path / "d", missing)) == 2
     assert divot_main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2

@@ -1,0 +1,93 @@
+"""Noisy-channel reranking of captions: beam search proposes, both directions of Divot-LLM choose.
+
+Divot-LLM reads video (text after the clip tokens: log P(caption | video)) and writes it (the GMM head's density
+of clip tokens after a caption: log p(video | caption)). A caption model on its own leans on its text prior: after a
+colour word it only names the shapes that colour was seen with in training. Noisy-channel reranking (Yu et al.
+2017, "The neural noisy channel"; Yee et al. 2019 for translation) lets the generative direction vote:
+
+    score(caption) = log P(caption | video) + channel_weight * log p(video tokens | caption)
+
+over ``num_candidates`` distinct captions from beam search. The channel term is read in the generation-instruction
+format (``<s>[INST] {template} caption [/INST]\\n <vid> clip </vid>``, the format ``generate_video`` prompts with)
+and sums the log-density over every value of the clips' tokens (clips x q x d terms, thousands), hence a weight
+well below 1. On the shapes world (``benchmarks/RESULTS.md``) the weight 0.1 was chosen on a validation split of
+held-out-pair clips, separate from the demo's clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from divot.llm.sequences import GENERATION_TEMPLATES
+
+
+@dataclass(frozen=True)
+class RankedCaption:
+    """One candidate: its text and the two log-likelihoods behind its score (natural logs)."""
+
+    text: str
+    caption_logprob: float  # log P(caption ids, ending with </s> when beam search reached it | video)
+    channel_logprob: float  # log p(clip tokens | caption) under the GMM head, summed over every token value
+    score: float  # caption_logprob + channel_weight * channel_logprob
+
+
+@torch.no_grad()
+def beam_candidates(llm, prompt, num_beams: int, max_new_tokens: int | None = None) -> list[list[int]]:
+    """Up to ``num_beams`` distinct continuations of ``prompt`` (an ``LLMSample``) by beam search, best first,
+    each cut after its ``</s>`` (padding removed); frame tokens and ``<vid>`` / ``</vid>`` are never proposed."""
+    from transformers import GenerationConfig
+
+    if num_beams < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_beams}")
+    ids = llm._require_tokenizer()
+    _, _, embeds = llm._prompt_embeds(prompt)
+    config = GenerationConfig(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
+                              max_new_tokens=max_new_tokens or llm.config.max_new_tokens, eos_token_id=[ids.eos],
+                              pad_token_id=ids.pad, bos_token_id=ids.bos,
+                              suppress_tokens=ids.placeholders() + [ids.vid_start, ids.vid_end])
+    out = llm.llm.generate(inputs_embeds=embeds, generation_config=config,
+                           attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=llm.device))
+    candidates: list[list[int]] = []
+    for row in out.tolist():  # with inputs_embeds only the new tokens come back
+        cut = row[: row.index(ids.eos) + 1] if ids.eos in row else [t for t in row if t != ids.pad]
+        if cut and cut not in candidates:
+            candidates.append(cut)
+    return candidates
+
+
+@torch.no_grad()
+def channel_logprob(llm, builder, caption: str, clips: torch.Tensor,
+                    template: str | None = GENERATION_TEMPLATES[0]) -> float:
+    """log p(clips | caption): the GMM head's log-density of ``clips`` (n, q, d) generated after ``caption``,
+    summed over all n x q x d values."""
+    from divot.llm.sequences import LLMCollator
+
+    sample = builder.generation_instruction(caption, clips, template=template)
+    batch = LLMCollator(builder.ids.pad, llm.config.num_queries)([sample])
+    batch = {k: v.to(llm.device) for k, v in batch.items()}
+    nll_per_value = llm(batch)["gmm_loss"]  # mean over the clips' tokens, / d
+    return -float(nll_per_value) * batch["gen_clips"].numel()
+
+
+def rerank_captions(llm, builder, clips: torch.Tensor, num_candidates: int = 16, channel_weight: float = 0.1,
+                    template: str | None = GENERATION_TEMPLATES[0],
+                    max_new_tokens: int | None = None) -> list[RankedCaption]:
+    """Caption ``clips`` (n, q, d) by noisy-channel reranking: ``num_candidates`` beam-search captions of the
+    caption prompt, best score first (see the module docstring)."""
+    if channel_weight < 0:
+        raise ValueError(f"channel_weight must be >= 0, got {channel_weight}")
+    prompt = builder.caption_prompt(clips)
+    candidates = beam_candidates(llm, prompt, num_candidates, max_new_tokens)
+    forward = llm.score_continuation_ids(prompt, candidates)
+    ranked = []
+    for ids, logp in zip(candidates, forward.tolist(), strict=True):
+        text = llm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        if not text:
+            continue
+        channel = channel_logprob(llm, builder, text, clips, template)
+        ranked.append(RankedCaption(text, logp, channel, logp + channel_weight * channel))
+    if not ranked:
+        raise ValueError("beam search proposed no non-empty caption")
+    return sorted(ranked, key=lambda r: r.score, reverse=True)
