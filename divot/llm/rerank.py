@@ -7,11 +7,14 @@ colour word it only names the shapes that colour was seen with in training. Nois
 
     score(caption) = log P(caption | video) + channel_weight * log p(video tokens | caption)
 
-over ``num_candidates`` distinct captions from beam search. The channel term is read in the generation-instruction
-format (``<s>[INST] {template} caption [/INST]\\n <vid> clip </vid>``, the format ``generate_video`` prompts with)
-and sums the log-density over every value of the clips' tokens (clips x q x d terms, thousands), hence a weight
-well below 1. On the shapes world (``benchmarks/RESULTS.md``) the weight 0.1 was chosen on a validation split of
-held-out-pair clips, separate from the demo's clips.
+over ``num_candidates`` distinct captions from beam search (``sampled_candidates`` proposes by sampling instead;
+on the shapes world its candidates reranked worse, ``benchmarks/RESULTS.md``). The channel term is read in the
+generation-instruction format (``<s>[INST] {template} caption [/INST]\\n <vid> clip </vid>``, the format
+``generate_video`` prompts with) and sums the log-density over every value of the clips' tokens (clips x q x d
+terms, thousands), hence a weight well below 1. On the shapes world (``benchmarks/RESULTS.md``) the weight 0.1
+was chosen on a validation split of held-out-pair clips, separate from the demo's clips; averaging the channel
+over the three generation templates, adding one-word deletions of the candidates, or an LLM trained with word
+dropout did not pick better.
 """
 
 from __future__ import annotations
@@ -37,22 +40,45 @@ class RankedCaption:
 def beam_candidates(llm, prompt, num_beams: int, max_new_tokens: int | None = None) -> list[list[int]]:
     """Up to ``num_beams`` distinct continuations of ``prompt`` (an ``LLMSample``) by beam search, best first,
     each cut after its ``</s>`` (padding removed); frame tokens and ``<vid>`` / ``</vid>`` are never proposed."""
-    from transformers import GenerationConfig
-
     if num_beams < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_beams}")
+    return _generate(llm, prompt, max_new_tokens, num_beams=num_beams, num_return_sequences=num_beams,
+                     do_sample=False)
+
+
+@torch.no_grad()
+def sampled_candidates(llm, prompt, num_samples: int, temperature: float = 1.0, seed: int = 0,
+                       max_new_tokens: int | None = None) -> list[list[int]]:
+    """The distinct continuations among ``num_samples`` ancestral samples of ``prompt`` at ``temperature`` (no
+    top-k / top-p cut), most frequent first, each cut after its ``</s>``; reproducible with ``seed``."""
+    if num_samples < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_samples}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    with torch.random.fork_rng(devices=[llm.device] if llm.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        rows = _generate(llm, prompt, max_new_tokens, num_beams=1, num_return_sequences=num_samples,
+                         do_sample=True, temperature=temperature, top_k=0, top_p=1.0, distinct=False)
+    counts: dict[tuple[int, ...], int] = {}
+    for row in rows:
+        counts[tuple(row)] = counts.get(tuple(row), 0) + 1
+    return [list(row) for row in sorted(counts, key=lambda r: -counts[r])]
+
+
+def _generate(llm, prompt, max_new_tokens: int | None, distinct: bool = True, **options) -> list[list[int]]:
+    from transformers import GenerationConfig
+
     ids = llm._require_tokenizer()
     _, _, embeds = llm._prompt_embeds(prompt)
-    config = GenerationConfig(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
-                              max_new_tokens=max_new_tokens or llm.config.max_new_tokens, eos_token_id=[ids.eos],
+    config = GenerationConfig(max_new_tokens=max_new_tokens or llm.config.max_new_tokens, eos_token_id=[ids.eos],
                               pad_token_id=ids.pad, bos_token_id=ids.bos,
-                              suppress_tokens=ids.placeholders() + [ids.vid_start, ids.vid_end])
+                              suppress_tokens=ids.placeholders() + [ids.vid_start, ids.vid_end], **options)
     out = llm.llm.generate(inputs_embeds=embeds, generation_config=config,
                            attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=llm.device))
     candidates: list[list[int]] = []
     for row in out.tolist():  # with inputs_embeds only the new tokens come back
         cut = row[: row.index(ids.eos) + 1] if ids.eos in row else [t for t in row if t != ids.pad]
-        if cut and cut not in candidates:
+        if cut and (not distinct or cut not in candidates):
             candidates.append(cut)
     return candidates
 

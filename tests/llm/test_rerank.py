@@ -5,7 +5,7 @@ import torch
 
 from divot.llm.gmm import gmm_log_prob, split_gmm_params
 from divot.llm.masks import build_attention_mask_4d
-from divot.llm.rerank import beam_candidates, channel_logprob, rerank_captions
+from divot.llm.rerank import beam_candidates, channel_logprob, rerank_captions, sampled_candidates
 from tests.llm.conftest import clips
 
 Q, D = 16, 32
@@ -21,6 +21,17 @@ def test_beam_candidates_are_distinct_text_ids_cut_after_the_end_token(tiny_mode
         assert len(c) <= 5 and (builder.ids.eos not in c or c[-1] == builder.ids.eos)
     with pytest.raises(ValueError, match="num_candidates must be >= 1"):
         beam_candidates(tiny_model, prompt, 0)
+
+
+def test_sampled_candidates_are_distinct_reproducible_and_most_frequent_first(tiny_model, builder):
+    prompt = builder.caption_prompt(clips(1))
+    cands = sampled_candidates(tiny_model, prompt, num_samples=12, temperature=1.5, seed=3, max_new_tokens=4)
+    assert 1 <= len(cands) <= 12 and len({tuple(c) for c in cands}) == len(cands)
+    assert sampled_candidates(tiny_model, prompt, 12, temperature=1.5, seed=3, max_new_tokens=4) == cands
+    banned = set(builder.ids.placeholders()) | {builder.ids.vid_start, builder.ids.vid_end}
+    assert all(c and len(c) <= 4 and not banned & set(c) for c in cands)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        sampled_candidates(tiny_model, prompt, 4, temperature=0.0)
 
 
 def test_score_continuation_ids_agrees_with_the_text_scores(tiny_model, builder):
