@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from divot.data.shapes.world import parse_caption
-from divot.llm.rerank import beam_candidates, channel_logprob, sampled_candidates
+from divot.llm.rerank import beam_candidates, channel_logprob, sampled_candidates, score_candidates
 from divot.llm.sequences import GENERATION_TEMPLATES
 
 logger = logging.getLogger("benchmarks.caption_rerank_sweep")
@@ -34,14 +34,14 @@ ATTRIBUTES = ("colour", "shape", "motion")
 
 
 def _scored(model, prompt, tokens, ids: list[list[int]], source: str, templates) -> list[dict]:
-    forward = model.llm.score_continuation_ids(prompt, ids).tolist() if ids else []
+    """``score_candidates`` at weight 0 (the channel under ``templates[0]``), plus the channel under the rest."""
     out = []
-    for cand, logp in zip(ids, forward, strict=True):
-        text = model.llm.tokenizer.decode(cand, skip_special_tokens=True).strip()
-        if text:
-            per_template = [channel_logprob(model.llm, model.builder, text, tokens, template=t) for t in templates]
-            out.append({"text": text, "source": source, "caption": logp, "channel": per_template[0],
-                        "channel_mean": sum(per_template) / len(per_template), "channel_templates": per_template})
+    for r in score_candidates(model.llm, model.builder, tokens, prompt, ids, channel_weight=0.0,
+                              template=templates[0]):
+        per_template = [r.channel_logprob] + [channel_logprob(model.llm, model.builder, r.text, tokens, template=t)
+                                              for t in templates[1:]]
+        out.append({"text": r.text, "source": source, "caption": r.caption_logprob, "channel": r.channel_logprob,
+                    "channel_mean": sum(per_template) / len(per_template), "channel_templates": per_template})
     return out
 
 

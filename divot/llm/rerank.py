@@ -19,6 +19,7 @@ dropout did not pick better.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -59,10 +60,7 @@ def sampled_candidates(llm, prompt, num_samples: int, temperature: float = 1.0, 
         torch.manual_seed(seed)
         rows = _generate(llm, prompt, max_new_tokens, num_beams=1, num_return_sequences=num_samples,
                          do_sample=True, temperature=temperature, top_k=0, top_p=1.0, distinct=False)
-    counts: dict[tuple[int, ...], int] = {}
-    for row in rows:
-        counts[tuple(row)] = counts.get(tuple(row), 0) + 1
-    return [list(row) for row in sorted(counts, key=lambda r: -counts[r])]
+    return [list(row) for row, _ in Counter(map(tuple, rows)).most_common()]  # ties: first drawn first
 
 
 def _generate(llm, prompt, max_new_tokens: int | None, distinct: bool = True, **options) -> list[list[int]]:
@@ -97,6 +95,23 @@ def channel_logprob(llm, builder, caption: str, clips: torch.Tensor,
     return -float(nll_per_value) * batch["gen_clips"].numel()
 
 
+def score_candidates(llm, builder, clips: torch.Tensor, prompt, candidates: list[list[int]],
+                     channel_weight: float = 0.1,
+                     template: str | None = GENERATION_TEMPLATES[0]) -> list[RankedCaption]:
+    """Score continuation ids of the caption ``prompt`` of ``clips`` (n, q, d) by both directions, best score
+    first; candidates that decode to no text are dropped."""
+    if channel_weight < 0:
+        raise ValueError(f"channel_weight must be >= 0, got {channel_weight}")
+    forward = llm.score_continuation_ids(prompt, candidates).tolist() if candidates else []
+    ranked = []
+    for ids, logp in zip(candidates, forward, strict=True):
+        text = llm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        if text:
+            channel = channel_logprob(llm, builder, text, clips, template)
+            ranked.append(RankedCaption(text, logp, channel, logp + channel_weight * channel))
+    return sorted(ranked, key=lambda r: r.score, reverse=True)
+
+
 def rerank_captions(llm, builder, clips: torch.Tensor, num_candidates: int = 16, channel_weight: float = 0.1,
                     template: str | None = GENERATION_TEMPLATES[0],
                     max_new_tokens: int | None = None) -> list[RankedCaption]:
@@ -106,14 +121,7 @@ def rerank_captions(llm, builder, clips: torch.Tensor, num_candidates: int = 16,
         raise ValueError(f"channel_weight must be >= 0, got {channel_weight}")
     prompt = builder.caption_prompt(clips)
     candidates = beam_candidates(llm, prompt, num_candidates, max_new_tokens)
-    forward = llm.score_continuation_ids(prompt, candidates)
-    ranked = []
-    for ids, logp in zip(candidates, forward.tolist(), strict=True):
-        text = llm.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        if not text:
-            continue
-        channel = channel_logprob(llm, builder, text, clips, template)
-        ranked.append(RankedCaption(text, logp, channel, logp + channel_weight * channel))
+    ranked = score_candidates(llm, builder, clips, prompt, candidates, channel_weight, template)
     if not ranked:
         raise ValueError("beam search proposed no non-empty caption")
-    return sorted(ranked, key=lambda r: r.score, reverse=True)
+    return ranked

@@ -23,7 +23,7 @@ def test_beam_candidates_are_distinct_text_ids_cut_after_the_end_token(tiny_mode
         beam_candidates(tiny_model, prompt, 0)
 
 
-def test_sampled_candidates_are_distinct_reproducible_and_most_frequent_first(tiny_model, builder):
+def test_sampled_candidates_are_distinct_reproducible_and_clean(tiny_model, builder):
     prompt = builder.caption_prompt(clips(1))
     cands = sampled_candidates(tiny_model, prompt, num_samples=12, temperature=1.5, seed=3, max_new_tokens=4)
     assert 1 <= len(cands) <= 12 and len({tuple(c) for c in cands}) == len(cands)
@@ -32,6 +32,14 @@ def test_sampled_candidates_are_distinct_reproducible_and_most_frequent_first(ti
     assert all(c and len(c) <= 4 and not banned & set(c) for c in cands)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         sampled_candidates(tiny_model, prompt, 4, temperature=0.0)
+
+
+def test_sampled_candidates_put_the_most_frequent_sample_first(tiny_model, builder, monkeypatch):
+    import divot.llm.rerank as rerank
+
+    draws = [[5, 2], [6, 2], [6, 2], [7, 2], [6, 2], [7, 2]]
+    monkeypatch.setattr(rerank, "_generate", lambda *a, **k: draws)
+    assert sampled_candidates(tiny_model, builder.caption_prompt(clips(1)), 6) == [[6, 2], [7, 2], [5, 2]]
 
 
 def test_score_continuation_ids_agrees_with_the_text_scores(tiny_model, builder):
