@@ -9,7 +9,8 @@ also every one-word deletion of a candidate), their caption log-likelihoods and 
 are computed once; each setting then only re-picks the best candidate. Settings: the channel weight; the channel
 read with the first generation template (what ``rerank_captions`` does) or, with ``--all-templates``, averaged
 over all of ``GENERATION_TEMPLATES``; ``max_gap`` (only candidates whose caption log-likelihood is within that of
-the best are kept; None keeps all). Written: per setting the colour / shape / motion accuracy of the picked
+the best are kept; None keeps all); with ``--shape-check``, also the weight of the shapes world's shape
+question (``SHAPE_CHECK``, an ``AnswerCheck``) at every channel weight. Written: per setting the colour / shape / motion accuracy of the picked
 captions (weight 0 is beam search's own best) and how often a proposed candidate with the right shape was among
 them at all ("oracle"); with ``--candidates-out``, every clip's scored candidates.
 """
@@ -17,6 +18,7 @@ them at all ("oracle"); with ``--candidates-out``, every clip's scored candidate
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -24,13 +26,22 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from divot.data.shapes.world import parse_caption
-from divot.llm.rerank import beam_candidates, channel_logprob, sampled_candidates, score_candidates
+from divot.eval.shapes_demo import SHAPE_CHECK
+from divot.llm.rerank import (
+    answer_logprobs,
+    beam_candidates,
+    channel_logprob,
+    check_logprob,
+    sampled_candidates,
+    score_candidates,
+)
 from divot.llm.sequences import GENERATION_TEMPLATES
 
 logger = logging.getLogger("benchmarks.caption_rerank_sweep")
 WEIGHTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 1.0, 100.0)
 MAX_GAPS = (None, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0)  # keep candidates within this caption log-likelihood of the best
 ATTRIBUTES = ("colour", "shape", "motion")
+CHECK_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def _scored(model, prompt, tokens, ids: list[list[int]], source: str, templates) -> list[dict]:
@@ -58,8 +69,18 @@ def one_word_deletions(texts: list[str]) -> list[str]:
     return out
 
 
-def candidates_of(model, video: Path, num: int, deletions: bool, templates, temperature: float | None) -> list[dict]:
+def candidates_of(model, video: Path, num: int, deletions: bool, templates, temperature: float | None,
+                  shape_check: bool = False) -> list[dict]:
     tokens = model.tokens(video)
+    cands = _candidates(model, tokens, num, deletions, templates, temperature)
+    if shape_check:
+        answers = answer_logprobs(model.llm, model.builder, tokens, SHAPE_CHECK)
+        for c in cands:
+            c["check"] = check_logprob(c["text"], [SHAPE_CHECK], [answers])
+    return cands
+
+
+def _candidates(model, tokens, num: int, deletions: bool, templates, temperature: float | None) -> list[dict]:
     prompt = model.builder.caption_prompt(tokens)
     ids = (beam_candidates(model.llm, prompt, num) if temperature is None
            else sampled_candidates(model.llm, prompt, num, temperature=temperature))
@@ -85,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-templates", action="store_true",
                         help="also read the channel under every generation template and average (settings 'mean over "
                              "templates'); default: the first template only, as rerank_captions does")
+    parser.add_argument("--shape-check", action="store_true",
+                        help="also sweep the weight of the shape question (settings 'shape check V')")
     parser.add_argument("--num", type=int, default=None, help="first N clips (default all)")
     parser.add_argument("--out", type=Path, required=True, help="JSON: the accuracy of every setting")
     parser.add_argument("--candidates-out", type=Path, default=None,
@@ -95,32 +118,35 @@ def main(argv: list[str] | None = None) -> int:
     records = [json.loads(line) for line in (args.clips / "metadata.jsonl").read_text().splitlines()][: args.num]
     templates = GENERATION_TEMPLATES if args.all_templates else GENERATION_TEMPLATES[:1]
     clips = [(rec["attributes"][0], candidates_of(model, args.clips / rec["video"], args.candidates, args.deletions,
-                                                  templates, args.sample))
+                                                  templates, args.sample, args.shape_check))
              for rec in tqdm(records, desc="candidates")]
     sweep = {}
     settings = [("channel", g, False) for g in MAX_GAPS]
     settings += [("channel_mean", None, False)] if args.all_templates else []
     settings += [("channel", None, True)] if args.deletions else []
-    for channel, gap, with_deletions in settings:
-        for w in WEIGHTS:
-            hits = {k: 0 for k in ATTRIBUTES}
-            for truth, all_cands in clips:
-                cands = [c for c in all_cands if with_deletions or c["source"] == "beam"]
-                best = max(c["caption"] for c in cands)
-                kept = [c for c in cands if gap is None or c["caption"] >= best - gap]
-                said = parse_caption(max(kept, key=lambda c: c["caption"] + w * c[channel])["text"])
-                for k in ATTRIBUTES:
-                    hits[k] += said[k] == truth[k]
-            key = f"weight {w:g}, max_gap {gap}" + (", mean over templates" if channel == "channel_mean" else "") \
-                + (", with deletions" if with_deletions else "")
-            sweep[key] = {k: hits[k] / len(clips) for k in ATTRIBUTES}
-            logger.info("%s: %s", key, " ".join(f"{k} {v:.3f}" for k, v in sweep[key].items()))
+    checks = CHECK_WEIGHTS if args.shape_check else (0.0,)
+    for (channel, gap, with_deletions), w, v in itertools.product(settings, WEIGHTS, checks):
+        if v and (gap is not None or channel != "channel" or with_deletions):
+            continue  # the shape check is swept over the channel weights only
+        hits = {k: 0 for k in ATTRIBUTES}
+        for truth, all_cands in clips:
+            cands = [c for c in all_cands if with_deletions or c["source"] == "beam"]
+            best = max(c["caption"] for c in cands)
+            kept = [c for c in cands if gap is None or c["caption"] >= best - gap]
+            said = parse_caption(max(kept, key=lambda c: c["caption"] + w * c[channel] + v * c.get("check", 0.0))
+                                 ["text"])
+            for k in ATTRIBUTES:
+                hits[k] += said[k] == truth[k]
+        key = f"weight {w:g}, max_gap {gap}" + (", mean over templates" if channel == "channel_mean" else "") \
+            + (", with deletions" if with_deletions else "") + (f", shape check {v:g}" if v else "")
+        sweep[key] = {k: hits[k] / len(clips) for k in ATTRIBUTES}
+        logger.info("%s: %s", key, " ".join(f"{k} {a:.3f}" for k, a in sweep[key].items()))
     oracle = sum(any(parse_caption(c["text"])["shape"] == t["shape"] for c in cands if c["source"] == "beam")
                  for t, cands in clips)
     result = {"clips": str(args.clips), "model": args.model, "num_clips": len(clips), "candidates": args.candidates,
               "proposal": "beam" if args.sample is None else f"sample, temperature {args.sample:g}",
               "mean_distinct_candidates": sum(len(c) for _, c in clips) / len(clips),
-              "deletions": args.deletions, "templates": list(templates),
+              "deletions": args.deletions, "shape_check": args.shape_check, "templates": list(templates),
               "oracle_shape": oracle / len(clips), "by_setting": sweep}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -14,6 +14,7 @@ import divot.chat.bundled as bundled
 from divot import Divot, Video
 from divot.chat import bundled_model_path, check_token_shapes
 from divot.data.video import probe_video, read_frames
+from divot.llm.rerank import AnswerCheck
 
 FAST = {"max_new_tokens": 6}  # short answers keep the tests quick
 
@@ -120,6 +121,12 @@ def test_caption_by_noisy_channel_reranking_returns_the_best_candidate(model, sh
     assert ranked and all(isinstance(r.text, str) and r.text for r in ranked)
     assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
     assert model.caption(shapes_video, rerank=3, max_new_tokens=6) == ranked[0].text  # deterministic
+    # A question whose answer the caption implies can vote too (divot.llm.rerank.AnswerCheck).
+    shape = AnswerCheck("what shape is the object?", ("circle", "square", "triangle", "diamond", "cross"))
+    checked = model.caption_candidates(shapes_video, num_candidates=3, max_new_tokens=6, checks=[shape],
+                                       check_weight=4.0)
+    assert model.caption(shapes_video, rerank=3, max_new_tokens=6, checks=[shape], check_weight=4.0) == checked[0].text
+    assert all(r.check_logprob <= 0 for r in checked)
     with pytest.raises(ValueError, match="no instruction and no sampling options"):
         model.caption(shapes_video, "Describe the video.", rerank=3)
     with pytest.raises(ValueError, match="no instruction and no sampling options"):

@@ -65,6 +65,7 @@ def test_demo_small_run_writes_report(tmp_path, divot_model_dir):
         assert len(split["captions"]["rows"]) == 3 and len(split["multiple_choice"]["rows"]) == 3
         assert all(0.0 <= v <= 1.0 for v in split["captions"]["accuracy"].values())
         assert split["captions"]["method"].startswith("noisy-channel rerank of 3")
+        assert split["captions"]["method"].endswith("shape question weight 4")  # the default check
         assert set(split["captions"]["accuracy_greedy"]) == set(split["captions"]["accuracy"])
         assert all("greedy" in row for row in split["captions"]["rows"])
         assert 0.0 <= split["multiple_choice"]["accuracy"] <= 1.0

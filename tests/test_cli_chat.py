@@ -18,6 +18,7 @@ from divot.chat import Divot
 from divot.cli import COMMANDS, main
 from divot.commands import eval as eval_command
 from divot.data.video import probe_video
+from divot.llm.rerank import AnswerCheck
 
 FAST = ["--device", "cpu", "--max-new-tokens", "4", "--greedy"]
 
@@ -98,6 +99,16 @@ def test_caption_rerank_prints_the_best_candidate_of_the_api(divot_model_dir, sh
     assert main(["caption", str(shapes_video), "--model", str(divot_model_dir), "--rerank", "3",
                  "--instruction", "Describe it."]) == 2
     assert "drop --instruction" in capsys.readouterr().err
+    check = "what shape is the object?=circle,square,triangle"
+    assert main(["caption", str(shapes_video), "--model", str(divot_model_dir), "--rerank", "3",
+                 "--max-new-tokens", "4", "--check", check, "--check-weight", "2"]) == 0
+    shape = AnswerCheck("what shape is the object?", ("circle", "square", "triangle"))
+    best = Divot.from_pretrained(divot_model_dir).caption_candidates(shapes_video, 3, max_new_tokens=4,
+                                                                     checks=[shape], check_weight=2.0)[0]
+    assert capsys.readouterr().out == best.text + "\n"
+    assert main(["caption", str(shapes_video), "--model", str(divot_model_dir), "--rerank", "3",
+                 "--check", "what shape?"]) == 2
+    assert "expected 'QUESTION=ANSWER,ANSWER,...'" in capsys.readouterr().err
 
 
 def test_generate_writes_the_video(divot_model_dir, tmp_path, capsys):

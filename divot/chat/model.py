@@ -177,32 +177,38 @@ class Divot:
         return self.chat(video, seed=seed, **decoding).ask(question)
 
     def caption(self, video, instruction: str | None = None, *, seed: int | None = None, rerank: int = 0,
-                channel_weight: float = 0.1, **decoding) -> str:
+                channel_weight: float = 0.1, checks=(), check_weight: float = 0.0, **decoding) -> str:
         """A caption of ``video``: the pretraining caption prompt (``<s> <vid> clips </vid>``), or a QA turn
         with ``instruction`` (e.g. "Describe the video.") for instruction-tuned models.
 
         ``rerank=N`` (> 0) captions by noisy-channel reranking instead: N beam-search captions, the best by
-        log P(caption | video) + ``channel_weight`` * log p(video | caption) (``caption_candidates``).
+        log P(caption | video) + ``channel_weight`` * log p(video | caption) (``caption_candidates``);
+        ``checks`` (``divot.llm.rerank.AnswerCheck``: a question and its possible answers) add ``check_weight`` *
+        log P(the caption's answer | video, question).
 
         Example::
 
             model.caption("clip.mp4", greedy=True)   # 'a red circle moves left'
             model.caption("clip.mp4", rerank=16)     # the generative direction votes too
+            shape = AnswerCheck("what shape is the object?", ("circle", "square", "triangle"))
+            model.caption("clip.mp4", rerank=16, checks=[shape], check_weight=4.0)
         """
         if rerank:
             if instruction is not None or decoding.keys() - {"max_new_tokens"}:
                 raise ValueError("rerank captions with the caption prompt and beam search: it takes no instruction "
                                  f"and no sampling options (got instruction={instruction!r}, {sorted(decoding)})")
-            return self.caption_candidates(video, rerank, channel_weight, **decoding)[0].text
+            return self.caption_candidates(video, rerank, channel_weight, checks=checks, check_weight=check_weight,
+                                           **decoding)[0].text
         if instruction is not None:
             return self.ask(video, instruction, seed=seed, **decoding)
         prompt = self.builder.caption_prompt(self.tokens(video))
         return self.generate_text(prompt, seed=seed, **decoding)
 
     def caption_candidates(self, video, num_candidates: int = 16, channel_weight: float = 0.1,
-                           max_new_tokens: int | None = None) -> list:
+                           max_new_tokens: int | None = None, checks=(), check_weight: float = 0.0) -> list:
         """Noisy-channel caption candidates of ``video``, best first: ``RankedCaption`` (text, caption_logprob,
-        channel_logprob, score) for each distinct beam-search caption (``divot.llm.rerank``). Deterministic.
+        channel_logprob, score, check_logprob) for each distinct beam-search caption (``divot.llm.rerank``;
+        ``checks`` as in ``caption``). Deterministic.
 
         Example::
 
@@ -212,7 +218,7 @@ class Divot:
         from divot.llm.rerank import rerank_captions
 
         return rerank_captions(self.llm, self.builder, self.tokens(video), num_candidates, channel_weight,
-                               max_new_tokens=max_new_tokens)
+                               max_new_tokens=max_new_tokens, checks=checks, check_weight=check_weight)
 
     def chat(self, video=None, *, seed: int | None = None, **decoding):
         """A ``Conversation`` about ``video`` that keeps its turns for follow-up questions.

@@ -18,7 +18,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noisy-channel reranking: the best of N beam-search captions by log P(caption | video) "
                              "+ W log p(video | caption) (deterministic; 0, the default: plain decoding)")
     parser.add_argument("--channel-weight", type=float, default=0.1, metavar="W", help="W of --rerank (default 0.1)")
+    parser.add_argument("--check", action="append", default=[], metavar="'QUESTION=ANSWER,ANSWER,...'",
+                        help="with --rerank: also ask QUESTION and add V log P(the answer the caption names | video, "
+                             "question), e.g. 'what shape is the object?=circle,square,triangle,diamond,cross' "
+                             "(repeatable)")
+    parser.add_argument("--check-weight", type=float, default=4.0, metavar="V", help="V of --check (default 4)")
     add_comprehension_arguments(parser)
+
+
+def parse_check(text: str):
+    """``'question=answer,answer,...'`` -> ``AnswerCheck``."""
+    from divot.llm.rerank import AnswerCheck
+
+    question, sep, answers = text.rpartition("=")
+    if not sep:
+        raise ValueError(f"--check {text!r}: expected 'QUESTION=ANSWER,ANSWER,...'")
+    return AnswerCheck(question.strip(), tuple(a.strip() for a in answers.split(",")))
 
 
 def run(args) -> int:
@@ -31,13 +46,19 @@ def run(args) -> int:
         raise ValueError(f"--rerank and --channel-weight must be >= 0, got {args.rerank} and {args.channel_weight}")
     if args.rerank and args.instruction is not None:
         raise ValueError("--rerank uses the caption prompt: drop --instruction")
+    checks = [parse_check(c) for c in args.check]
+    if checks and not args.rerank:
+        raise ValueError("--check needs --rerank N")
+    if args.check_weight < 0:
+        raise ValueError(f"--check-weight must be >= 0, got {args.check_weight}")
     model = load_model(args)
     if args.rerank:
         tokens = model.tokens(args.video, max_clips=args.max_clips, progress=True)
         from divot.llm.rerank import rerank_captions
 
         ranked = rerank_captions(model.llm, model.builder, tokens, args.rerank, args.channel_weight,
-                                 max_new_tokens=options.get("max_new_tokens"))
+                                 max_new_tokens=options.get("max_new_tokens"), checks=checks,
+                                 check_weight=args.check_weight)
         out(ranked[0].text)
         return 0
     if args.instruction is not None:

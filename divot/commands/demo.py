@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "scored beside them; 0: greedy only")
     parser.add_argument("--channel-weight", type=float, default=0.1, metavar="W",
                         help="w of --caption-rerank (default 0.1, chosen on a validation split)")
+    parser.add_argument("--shape-check-weight", type=float, default=4.0, metavar="V",
+                        help="--caption-rerank also asks 'what shape is the object?' and adds V log P(the caption's "
+                             "shape | video, question) (default 4, chosen on a validation split); 0: off")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", action="store_true",
                         help="retrain the whole model from scratch first (quick setting, CPU minutes)")
@@ -81,8 +84,9 @@ def run(args) -> int:
 
     if args.num_clips < 1 or args.num_prompts < 0 or args.num_stories < 0 or args.caption_rerank < 0:
         raise ValueError("--num-clips must be >= 1, --num-prompts, --num-stories and --caption-rerank >= 0")
-    if args.channel_weight < 0:
-        raise ValueError(f"--channel-weight must be >= 0, got {args.channel_weight}")
+    if args.channel_weight < 0 or args.shape_check_weight < 0:
+        raise ValueError(f"--channel-weight and --shape-check-weight must be >= 0, got {args.channel_weight} and "
+                         f"{args.shape_check_weight}")
     start = time.time()
     out: Path = args.out
     model_name = str(_train_quick(out, args.work or out / "train")) if args.train else args.model
@@ -95,7 +99,7 @@ def run(args) -> int:
                          size=model.tokenizer.config.frame_size)
         records = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
         captions = caption_scores(model, records, folder, rerank=args.caption_rerank,
-                                  channel_weight=args.channel_weight)
+                                  channel_weight=args.channel_weight, check_weight=args.shape_check_weight)
         ego = folder / "egoschema"
         mc = evaluate(EvalConfig(task="egoschema", questions=ego / "questions.json",
                                  answers=ego / "subset_answers.json", videos=folder / "videos",

@@ -21,10 +21,13 @@ from tqdm.auto import tqdm
 
 from divot.data.shapes.measure import measure_clip
 from divot.data.shapes.world import COLOURS, MOTION_DIRECTIONS, MOTIONS, SHAPES, parse_caption, split_combos
+from divot.llm.rerank import AnswerCheck
 
 logger = logging.getLogger(__name__)
 
 ATTRIBUTES = ("colour", "shape", "motion")
+# the shapes world's open shape question of a one-object clip (divot.data.shapes.generate), as a rerank check
+SHAPE_CHECK = AnswerCheck("what shape is the object?", SHAPES)
 CHANCE = {"colour": 1 / len(COLOURS), "shape": 1 / len(SHAPES), "motion": 1 / len(MOTIONS)}
 
 
@@ -33,16 +36,19 @@ def _accuracy(rows: list[dict], keys: tuple[str, ...], field: str = "correct") -
 
 
 def caption_scores(model, records: list[dict], root: Path, progress: bool = True, rerank: int = 0,
-                   channel_weight: float = 0.1) -> dict:
+                   channel_weight: float = 0.1, check_weight: float = 0.0) -> dict:
     """Caption every clip of ``records`` (shapes ``metadata.jsonl`` rows; videos relative to ``root``): greedy, and
     with ``rerank`` > 0 also by noisy-channel reranking of that many beam candidates (``Divot.caption``), which
-    then gives ``accuracy`` while the greedy captions' accuracy stays beside it as ``accuracy_greedy``."""
+    then gives ``accuracy`` while the greedy captions' accuracy stays beside it as ``accuracy_greedy``;
+    ``check_weight`` > 0 adds the shape question (``SHAPE_CHECK``) to the reranking."""
+    checks = [SHAPE_CHECK] if check_weight > 0 else []
     rows = []
     for rec in tqdm(records, desc="captions", disable=not progress):
         truth = rec["attributes"][0]
         video = root / rec["video"]
         greedy = model.caption(video, greedy=True)
-        text = model.caption(video, rerank=rerank, channel_weight=channel_weight) if rerank else greedy
+        text = (model.caption(video, rerank=rerank, channel_weight=channel_weight, checks=checks,
+                              check_weight=check_weight) if rerank else greedy)
         row = {"id": rec["id"], "video": rec["video"], "truth": rec["caption"], "caption": text}
         for key, said_text in (("", text), ("_greedy", greedy)):
             said = parse_caption(said_text)
@@ -51,9 +57,9 @@ def caption_scores(model, records: list[dict], root: Path, progress: bool = True
         if rerank:
             row["greedy"] = greedy
         rows.append(row)
-    out = {"rows": rows, "chance": CHANCE,
-           "method": f"noisy-channel rerank of {rerank} beam captions, channel weight {channel_weight:g}" if rerank
-           else "greedy"}
+    method = f"noisy-channel rerank of {rerank} beam captions, channel weight {channel_weight:g}"
+    method += f", shape question weight {check_weight:g}" if checks else ""
+    out = {"rows": rows, "chance": CHANCE, "method": method if rerank else "greedy"}
     for key in ("", "_greedy"):
         acc = _accuracy(rows, ATTRIBUTES, "correct" + key)
         acc["all"] = float(np.mean([all(r["correct" + key].values()) for r in rows])) if rows else 0.0

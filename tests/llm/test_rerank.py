@@ -5,7 +5,15 @@ import torch
 
 from divot.llm.gmm import gmm_log_prob, split_gmm_params
 from divot.llm.masks import build_attention_mask_4d
-from divot.llm.rerank import beam_candidates, channel_logprob, rerank_captions, sampled_candidates
+from divot.llm.rerank import (
+    AnswerCheck,
+    answer_logprobs,
+    beam_candidates,
+    channel_logprob,
+    check_logprob,
+    rerank_captions,
+    sampled_candidates,
+)
 from tests.llm.conftest import clips
 
 Q, D = 16, 32
@@ -81,5 +89,30 @@ def test_rerank_orders_by_caption_plus_weighted_channel(tiny_model, builder):
     # Weight 0: the caption model's own order, i.e. beam search's best first.
     plain = rerank_captions(tiny_model, builder, video, num_candidates=4, channel_weight=0.0, max_new_tokens=5)
     assert [r.score for r in plain] == sorted(r.caption_logprob for r in plain)[::-1]
-    with pytest.raises(ValueError, match="channel_weight must be >= 0"):
+    with pytest.raises(ValueError, match="channel_weight and check_weight must be >= 0"):
         rerank_captions(tiny_model, builder, video, channel_weight=-1.0)
+
+
+def test_an_answer_check_reads_the_earliest_answer_a_caption_names():
+    shape = AnswerCheck("what shape is the object?", ("circle", "square", "cross"))
+    assert shape.answer_of("a red Square moves left") == "square"
+    assert shape.answer_of("a green cross circle moves up") == "cross"  # the earliest mention wins
+    assert shape.answer_of("a red squares moves") is None  # whole words only
+    with pytest.raises(ValueError, match="at least two non-empty answers"):
+        AnswerCheck("what shape?", ("circle",))
+
+
+def test_answer_checks_add_the_weighted_log_probability_of_the_captions_answer(tiny_model, builder):
+    video = clips(1, seed=5)
+    check = AnswerCheck("what shape is the object?", ("circle", "square", "triangle", "diamond", "cross"))
+    answers = answer_logprobs(tiny_model, builder, video, check)
+    assert set(answers) == set(check.answers)
+    assert sum(torch.tensor(list(answers.values())).exp()) == pytest.approx(1.0, abs=1e-5)  # normalised
+    assert check_logprob("a red cross", [check], [answers]) == pytest.approx(answers["cross"])
+    assert check_logprob("a red blob", [check], [answers]) == pytest.approx(min(answers.values()))
+    ranked = rerank_captions(tiny_model, builder, video, num_candidates=4, channel_weight=0.1, max_new_tokens=5,
+                             checks=[check], check_weight=2.0)
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+    for r in ranked:
+        assert r.check_logprob == pytest.approx(check_logprob(r.text, [check], [answers]), abs=1e-5)
+        assert r.score == pytest.approx(r.caption_logprob + 0.1 * r.channel_logprob + 2.0 * r.check_logprob)
