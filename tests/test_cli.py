@@ -66,12 +66,15 @@ def test_demo_small_run_writes_report(tmp_path, divot_model_dir):
         assert all(0.0 <= v <= 1.0 for v in split["captions"]["accuracy"].values())
         assert split["captions"]["method"].startswith("noisy-channel rerank of 3")
         assert split["captions"]["method"].endswith("shape question weight 4")  # the default check
+        for k, (low, high) in split["captions"]["ci95"].items():
+            assert low <= split["captions"]["accuracy"][k] <= high
         assert set(split["captions"]["accuracy_greedy"]) == set(split["captions"]["accuracy"])
         assert all("greedy" in row for row in split["captions"]["rows"])
         assert 0.0 <= split["multiple_choice"]["accuracy"] <= 1.0
     assert len(summary["generation"]["rows"]) == 2
     html = (out / "report.html").read_text()
     assert "caption colour" in html and html.count("<video") == 6 and "greedy captions" in html
+    assert "95% bootstrap interval" in html
     assert html.count("<img") == 2 + 2 * 3  # generated clips, then 2 stories of 3 clips
     for row in summary["generation"]["rows"]:
         assert (out / "generated" / row["gif"]).stat().st_size > 0

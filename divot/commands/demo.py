@@ -120,10 +120,11 @@ def run(args) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_report(out / "report.html", summary, out)
     for split, res in summary["splits"].items():
-        acc, greedy = res["captions"]["accuracy"], res["captions"]["accuracy_greedy"]
-        logger.info("%s clips: caption colour %.2f shape %.2f motion %.2f (greedy captions %.2f %.2f %.2f); "
-                    "multiple choice %.2f", split, acc["colour"], acc["shape"], acc["motion"], greedy["colour"],
-                    greedy["shape"], greedy["motion"], res["multiple_choice"]["accuracy"])
+        acc, greedy, ci = res["captions"]["accuracy"], res["captions"]["accuracy_greedy"], res["captions"]["ci95"]
+        said = " ".join(f"{k} {acc[k]:.2f} [{ci[k][0]:.2f}-{ci[k][1]:.2f}]" for k in ("colour", "shape", "motion"))
+        logger.info("%s clips: caption %s (greedy captions %.2f %.2f %.2f); multiple choice %.2f (95%% intervals "
+                    "in brackets)", split, said, greedy["colour"], greedy["shape"], greedy["motion"],
+                    res["multiple_choice"]["accuracy"])
     if "generation" in summary:
         acc = summary["generation"]["accuracy"]
         kinds = {k: "-" if v["accuracy"] is None else f"{v['accuracy']:.2f}"

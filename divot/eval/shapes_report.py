@@ -19,6 +19,13 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _with_ci(x, ci) -> str:
+    """An accuracy with its 95% interval below it, when there is one."""
+    if not ci or ci[0] is None:
+        return _pct(x)
+    return f"{_pct(x)}<br><small>{100 * ci[0]:.0f}-{100 * ci[1]:.0f}%</small>"
+
+
 def _mark(ok: bool) -> str:
     return "<span class=ok>&#10003;</span>" if ok else "<span class=bad>&#10007;</span>"
 
@@ -38,15 +45,15 @@ def write_report(path: Path, summary: dict, root: Path) -> Path:
     for split, res in summary["splits"].items():
         caps, mc = res["captions"], res["multiple_choice"]
         ch = caps["chance"]
-        kinds = [("", caps["accuracy"], _pct(mc["accuracy"]))]
+        kinds = [("", caps["accuracy"], caps.get("ci95", {}), _with_ci(mc["accuracy"], mc.get("ci95")))]
         if caps.get("method", "greedy") != "greedy":
-            kinds.append((", greedy captions", caps["accuracy_greedy"], ""))
-        for label, acc, mc_cell in kinds:
-            rows.append(f"<tr><td>{e(split + label)}</td><td>{_pct(acc['colour'])}</td><td>{_pct(acc['shape'])}</td>"
-                        f"<td>{_pct(acc['motion'])}</td><td>{_pct(acc['all'])}</td><td>{mc_cell}</td>"
-                        f"<td>{len(caps['rows'])}</td></tr>")
+            kinds.append((", greedy captions", caps["accuracy_greedy"], {}, ""))
+        for label, acc, ci, mc_cell in kinds:
+            cells = "".join(f"<td>{_with_ci(acc[k], ci.get(k))}</td>" for k in ("colour", "shape", "motion", "all"))
+            rows.append(f"<tr><td>{e(split + label)}</td>{cells}<td>{mc_cell}</td><td>{len(caps['rows'])}</td></tr>")
     method = next(iter(summary["splits"].values()))["captions"].get("method", "greedy")
-    parts.append(f"<h2>Understanding</h2><p>Captions: {e(method)}.</p><table><tr><th>clips</th><th>caption colour</th><th>caption shape</th>"
+    parts.append(f"<h2>Understanding</h2><p>Captions: {e(method)}. Below each accuracy: its 95% bootstrap "
+                 "interval over the clips.</p><table><tr><th>clips</th><th>caption colour</th><th>caption shape</th>"
                  "<th>caption motion</th><th>all three</th><th>5-way multiple choice</th><th>n</th></tr>"
                  + "".join(rows)
                  + f"<tr><td>chance</td><td>{_pct(ch['colour'])}</td><td>{_pct(ch['shape'])}</td>"

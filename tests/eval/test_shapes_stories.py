@@ -43,3 +43,16 @@ def test_generation_motion_is_split_into_directions_and_the_rest():
     kinds = motion_by_kind(rows, prompts)
     assert kinds == {"direction": {"n": 8, "accuracy": 1.0}, "still or size": {"n": 6, "accuracy": 0.0}}
     assert motion_by_kind([], [])["direction"] == {"n": 0, "accuracy": None}
+
+
+def test_caption_intervals_bracket_each_accuracy_and_narrow_with_more_clips():
+    from divot.eval.shapes_demo import caption_intervals
+
+    def rows(n):  # 90% right shapes, everything else right
+        return [{"correct": {"colour": True, "shape": i % 10 != 0, "motion": True}} for i in range(n)]
+
+    small, large = caption_intervals(rows(100)), caption_intervals(rows(1000))
+    assert small["colour"] == [1.0, 1.0] and small["all"] == small["shape"]
+    assert small["shape"][0] < 0.9 < small["shape"][1]
+    assert large["shape"][1] - large["shape"][0] < small["shape"][1] - small["shape"][0]
+    assert caption_intervals([])["shape"] == [None, None]
