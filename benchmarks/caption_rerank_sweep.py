@@ -10,8 +10,9 @@ are computed once; each setting then only re-picks the best candidate. Settings:
 read with the first generation template (what ``rerank_captions`` does) or, with ``--all-templates``, averaged
 over all of ``GENERATION_TEMPLATES``; ``max_gap`` (only candidates whose caption log-likelihood is within that of
 the best are kept; None keeps all); with ``--shape-check``, also the weight of the shapes world's shape
-question (``SHAPE_CHECK``, an ``AnswerCheck``) at every channel weight. Written: per setting the colour / shape / motion accuracy of the picked
-captions (weight 0 is beam search's own best) and how often a proposed candidate with the right shape was among
+question (``SHAPE_CHECK``, an ``AnswerCheck``) at every channel weight. Written: per setting the colour / shape /
+motion accuracy of the picked captions (weight 0 is beam search's own best) with 95% bootstrap intervals over the
+clips and the wrong shapes by true pair, and how often a proposed candidate with the right shape was among
 them at all ("oracle"); with ``--candidates-out``, every clip's scored candidates.
 """
 
@@ -21,20 +22,15 @@ import argparse
 import itertools
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from divot.data.shapes.world import parse_caption
+from divot.eval.bootstrap import bootstrap_ci
 from divot.eval.shapes_demo import SHAPE_CHECK
-from divot.llm.rerank import (
-    answer_logprobs,
-    beam_candidates,
-    channel_logprob,
-    check_logprob,
-    sampled_candidates,
-    score_candidates,
-)
+from divot.llm.rerank import beam_candidates, channel_logprob, sampled_candidates, score_candidates
 from divot.llm.sequences import GENERATION_TEMPLATES
 
 logger = logging.getLogger("benchmarks.caption_rerank_sweep")
@@ -44,15 +40,17 @@ ATTRIBUTES = ("colour", "shape", "motion")
 CHECK_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def _scored(model, prompt, tokens, ids: list[list[int]], source: str, templates) -> list[dict]:
-    """``score_candidates`` at weight 0 (the channel under ``templates[0]``), plus the channel under the rest."""
+def _scored(model, prompt, tokens, ids: list[list[int]], source: str, templates, checks) -> list[dict]:
+    """``score_candidates`` at weight 0 (the channel under ``templates[0]``, the ``checks``' vote as "check"),
+    plus the channel under the rest."""
     out = []
     for r in score_candidates(model.llm, model.builder, tokens, prompt, ids, channel_weight=0.0,
-                              template=templates[0]):
+                              template=templates[0], checks=checks):
         per_template = [r.channel_logprob] + [channel_logprob(model.llm, model.builder, r.text, tokens, template=t)
                                               for t in templates[1:]]
         out.append({"text": r.text, "source": source, "caption": r.caption_logprob, "channel": r.channel_logprob,
-                    "channel_mean": sum(per_template) / len(per_template), "channel_templates": per_template})
+                    "channel_mean": sum(per_template) / len(per_template), "channel_templates": per_template,
+                    "check": r.check_logprob})
     return out
 
 
@@ -72,24 +70,16 @@ def one_word_deletions(texts: list[str]) -> list[str]:
 def candidates_of(model, video: Path, num: int, deletions: bool, templates, temperature: float | None,
                   shape_check: bool = False) -> list[dict]:
     tokens = model.tokens(video)
-    cands = _candidates(model, tokens, num, deletions, templates, temperature)
-    if shape_check:
-        answers = answer_logprobs(model.llm, model.builder, tokens, SHAPE_CHECK)
-        for c in cands:
-            c["check"] = check_logprob(c["text"], [SHAPE_CHECK], [answers])
-    return cands
-
-
-def _candidates(model, tokens, num: int, deletions: bool, templates, temperature: float | None) -> list[dict]:
+    checks = [SHAPE_CHECK] if shape_check else []
     prompt = model.builder.caption_prompt(tokens)
     ids = (beam_candidates(model.llm, prompt, num) if temperature is None
            else sampled_candidates(model.llm, prompt, num, temperature=temperature))
-    beams = _scored(model, prompt, tokens, ids, "beam", templates)
+    beams = _scored(model, prompt, tokens, ids, "beam", templates, checks)
     if not deletions:
         return beams
     eos = model.builder.ids.eos
     extra = [model.builder.encode(t) + [eos] for t in one_word_deletions([c["text"] for c in beams])]
-    return beams + _scored(model, prompt, tokens, extra, "deletion", templates)
+    return beams + _scored(model, prompt, tokens, extra, "deletion", templates, checks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,19 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     for (channel, gap, with_deletions), w, v in itertools.product(settings, WEIGHTS, checks):
         if v and (gap is not None or channel != "channel" or with_deletions):
             continue  # the shape check is swept over the channel weights only
-        hits = {k: 0 for k in ATTRIBUTES}
+        hits = {k: [] for k in ATTRIBUTES}  # per clip: was the picked caption right
+        wrong = Counter()
         for truth, all_cands in clips:
             cands = [c for c in all_cands if with_deletions or c["source"] == "beam"]
             best = max(c["caption"] for c in cands)
             kept = [c for c in cands if gap is None or c["caption"] >= best - gap]
-            said = parse_caption(max(kept, key=lambda c: c["caption"] + w * c[channel] + v * c.get("check", 0.0))
-                                 ["text"])
+            said = parse_caption(max(kept, key=lambda c: c["caption"] + w * c[channel] + v * c["check"])["text"])
             for k in ATTRIBUTES:
-                hits[k] += said[k] == truth[k]
+                hits[k].append(said[k] == truth[k])
+            if said["shape"] != truth["shape"]:
+                wrong[f"{truth['colour']} {truth['shape']} -> {said['shape']}"] += 1
         key = f"weight {w:g}, max_gap {gap}" + (", mean over templates" if channel == "channel_mean" else "") \
             + (", with deletions" if with_deletions else "") + (f", shape check {v:g}" if v else "")
-        sweep[key] = {k: hits[k] / len(clips) for k in ATTRIBUTES}
-        logger.info("%s: %s", key, " ".join(f"{k} {a:.3f}" for k, a in sweep[key].items()))
+        sweep[key] = {k: sum(h) / len(clips) for k, h in hits.items()}
+        sweep[key]["ci95"] = {k: [bootstrap_ci(h)[b] for b in ("ci_low", "ci_high")] for k, h in hits.items()}
+        sweep[key]["wrong_shapes"] = dict(wrong.most_common())
+        logger.info("%s: %s", key, " ".join(f"{k} {sweep[key][k]:.3f}" for k in ATTRIBUTES))
     oracle = sum(any(parse_caption(c["text"])["shape"] == t["shape"] for c in cands if c["source"] == "beam")
                  for t, cands in clips)
     result = {"clips": str(args.clips), "model": args.model, "num_clips": len(clips), "candidates": args.candidates,
