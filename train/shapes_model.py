@@ -26,9 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import shutil
+import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,11 +70,73 @@ def _jsonl_last(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def _run(name: str, fn, argv: list[str]) -> None:
-    logger.info("stage %s: %s", name, " ".join(argv))
-    code = fn(argv)
-    if code != 0:
-        raise RuntimeError(f"stage {name} failed (exit code {code})")
+class StageLog:
+    """Each stage's command, config, steps and wall time, kept in ``work/stages.json`` so that a resumed build
+    still reports the minutes of stages finished by an earlier invocation (their ``runs`` count says so)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stages: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+
+    def run(self, name: str, fn, argv: list[str], steps: int | None = None) -> None:
+        """Run one stage (``fn(argv)``, a stock entry point), timing it."""
+        logger.info("stage %s: %s", name, " ".join(argv))
+        entry = self.stages.setdefault(name, {"minutes": 0.0, "runs": 0})
+        config = argv[argv.index("--config") + 1] if "--config" in argv else None
+        entry.update(config=_relative(config) if config else None, steps=steps,
+                     overrides=[a for a in argv if "=" in a and not a.startswith("--")])
+        start = time.time()
+        code = fn(argv)
+        entry["minutes"] = round(entry["minutes"] + (time.time() - start) / 60, 2)
+        entry["runs"] += 1
+        self._save()
+        if code != 0:
+            raise RuntimeError(f"stage {name} failed (exit code {code})")
+
+    def time(self, name: str, fn, **info) -> None:
+        """Time a stage that is a library call (data, token caches), not an entry point."""
+        entry = self.stages.setdefault(name, {"minutes": 0.0, "runs": 0})
+        entry.update(info)
+        start = time.time()
+        fn()
+        entry["minutes"] = round(entry["minutes"] + (time.time() - start) / 60, 2)
+        entry["runs"] += 1
+        self._save()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.stages, indent=1) + "\n")
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _git_commit() -> dict:
+    """The commit the code was built from, and whether tracked files differed from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def _machine() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available()}
 
 
 def _finished(run: Path) -> bool:
@@ -79,7 +145,7 @@ def _finished(run: Path) -> bool:
     return (run / "detokenizer" / "config.json").exists()
 
 
-def _second_phase(name: str, config: str, run: Path, tokenizer_run: Path, detokenizer_run: Path,
+def _second_phase(log: StageLog, name: str, config: str, run: Path, tokenizer_run: Path, detokenizer_run: Path,
                   steps: int, extra: list[str]) -> Path:
     """A phase that continues earlier runs' exported models (``tokenizer_run``'s tokenizer, ``detokenizer_run``'s
     U-Net) with ``configs/tokenizer/{config}``; returns ``run``, or ``detokenizer_run`` when ``steps`` is 0
@@ -87,58 +153,71 @@ def _second_phase(name: str, config: str, run: Path, tokenizer_run: Path, detoke
     if steps <= 0:
         return detokenizer_run
     if not _finished(run):
-        _run(name, train_tokenizer.main, [
+        log.run(name, train_tokenizer.main, [
             "--config", str(CONFIGS / "tokenizer" / config), *extra, f"output_dir={run}",
             f"tokenizer={tokenizer_run / 'tokenizer'}", f"detokenizer={detokenizer_run / 'detokenizer'}",
-            f"optim.max_steps={steps}", "checkpoint_every=100"])
+            f"optim.max_steps={steps}", "checkpoint_every=100"], steps=steps)
     return run
 
 
-def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: float = 0.0) -> dict:
-    """Run every stage into ``work`` and assemble the model into ``out``; returns the training record."""
+def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: float = 0.0,
+          command: str | None = None) -> dict:
+    """Run every stage into ``work`` and assemble the model into ``out``; returns the training record.
+
+    ``command`` is the command line recorded in ``training.json`` (default: the equivalent
+    ``python train/shapes_model.py`` call)."""
     pick = {k: v[1] if quick else v[0] for k, v in SETTINGS.items()}
-    start = time.time()
+    start, git = time.time(), _git_commit()  # the code as it was when the build started
+    log = StageLog(work / "stages.json")
     data = work / "data"
     train_dir, held_dir = data / "train", data / "held_out"
     if not (train_dir / "summary.json").exists():
-        generate_dataset(train_dir, num=pick["num_train"], seed=seed, num_stories=0)
+        log.time("data train", lambda: generate_dataset(train_dir, num=pick["num_train"], seed=seed, num_stories=0),
+                 clips=pick["num_train"], seed=seed)
     if not (held_dir / "summary.json").exists():
-        generate_dataset(held_dir, num=pick["num_held_out"], seed=seed + 1, held_out=True, num_stories=0)
+        log.time("data held_out", lambda: generate_dataset(held_dir, num=pick["num_held_out"], seed=seed + 1,
+                                                           held_out=True, num_stories=0),
+                 clips=pick["num_held_out"], seed=seed + 1, held_out=True)
 
     data_args = [f"data.train={train_dir / 'metadata.jsonl'}", f"data.val={held_dir / 'metadata.jsonl'}"]
     t1, t2 = work / "t1", work / "t2"
     t1_minutes = f"max_minutes={minutes * 0.6:.1f}" if minutes else "max_minutes=0"
     if not _finished(t1):
-        _run("T1", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny.yaml"), *data_args,
-                                          f"output_dir={t1}", f"optim.max_steps={pick['t1_steps']}", t1_minutes,
-                                          f"seed={seed}", "eval.every=500", "checkpoint_every=100"])
+        log.run("T1", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t1_shapes_tiny.yaml"), *data_args,
+                                             f"output_dir={t1}", f"optim.max_steps={pick['t1_steps']}", t1_minutes,
+                                             f"seed={seed}", "eval.every=500", "checkpoint_every=100"],
+                steps=pick["t1_steps"])
     # the run whose models T2, the token caches and the bundle take
-    t1_final = _second_phase("T1 colours", "t1_shapes_tiny_colours.yaml", work / "t1_colours", t1, t1,
+    t1_final = _second_phase(log, "T1 colours", "t1_shapes_tiny_colours.yaml", work / "t1_colours", t1, t1,
                              pick["t1_colour_steps"], [*data_args, f"seed={seed}"])
     if not _finished(t2):
-        _run("T2", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t2_shapes_tiny.yaml"), *data_args,
-                                          f"output_dir={t2}", f"tokenizer={t1_final / 'tokenizer'}",
-                                          f"detokenizer={t1_final / 'detokenizer'}", f"optim.max_steps={pick['t2_steps']}",
-                                          f"seed={seed}", "eval.every=0", "checkpoint_every=100",
-                                          "eval.probe=false", "eval.guidance_scale=3.0"])
+        log.run("T2", train_tokenizer.main, ["--config", str(CONFIGS / "tokenizer" / "t2_shapes_tiny.yaml"), *data_args,
+                                             f"output_dir={t2}", f"tokenizer={t1_final / 'tokenizer'}",
+                                             f"detokenizer={t1_final / 'detokenizer'}",
+                                             f"optim.max_steps={pick['t2_steps']}", f"seed={seed}", "eval.every=0",
+                                             "checkpoint_every=100", "eval.probe=false", "eval.guidance_scale=3.0"],
+                steps=pick["t2_steps"])
     # the run whose de-tokenizer the bundle takes
-    t2_final = _second_phase("T2 more", "t2_shapes_tiny_more.yaml", work / "t2_more", t1_final, t2,
+    t2_final = _second_phase(log, "T2 more", "t2_shapes_tiny_more.yaml", work / "t2_more", t1_final, t2,
                              pick["t2_more_steps"], [*data_args, f"seed={seed}"])
 
     tokenizer = VideoTokenizer.from_pretrained(t1_final / "tokenizer").eval()
     caches = {}
     for split, folder in (("train", train_dir), ("held_out", held_dir)):
         caches[split] = work / f"{split}_tokens"
-        build_token_cache(tokenizer, folder / "metadata.jsonl", caches[split], batch_size=32)
+        log.time(f"tokens {split}", partial(build_token_cache, tokenizer, folder / "metadata.jsonl", caches[split],
+                                            batch_size=32))
 
     llm_run = work / "llm"
     if not (llm_run / "model" / "config.json").exists():
-        _run("LLM", train_llm.main, ["--config", str(CONFIGS / "llm" / "pretrain_shapes_tiny.yaml"),
-                                     f"output_dir={llm_run}", f"optim.max_steps={pick['llm_steps']}", f"seed={seed}",
-                                     _sources(train_dir, caches["train"]), *_llm_eval(held_dir, caches["held_out"]),
-                                     "eval.every=1000", "checkpoint_every=500"])
+        log.run("LLM", train_llm.main, ["--config", str(CONFIGS / "llm" / "pretrain_shapes_tiny.yaml"),
+                                        f"output_dir={llm_run}", f"optim.max_steps={pick['llm_steps']}",
+                                        f"seed={seed}", _sources(train_dir, caches["train"]),
+                                        *_llm_eval(held_dir, caches["held_out"]), "eval.every=1000",
+                                        "checkpoint_every=500"],
+                steps=pick["llm_steps"])
 
-    story_run = _stories(work, llm_run / "model", tokenizer, pick, seed)
+    story_run = _stories(log, work, llm_run / "model", tokenizer, pick, seed)
 
     staged = out.with_name(out.name + ".tmp")
     shutil.rmtree(staged, ignore_errors=True)
@@ -147,14 +226,18 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     shutil.copytree(llm_run / "model", staged / "llm")
     shutil.copytree(story_run / "model", staged / "story_llm")
     record = {
-        "quick": quick, "seed": seed, "settings": pick,
-        "minutes_this_run": round((time.time() - start) / 60, 1),  # stages finished earlier were skipped
+        "command": command or ("python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}"),
+        "git": git, "machine": _machine(), "quick": quick, "seed": seed, "settings": pick,
+        # every stage's config, overrides, steps and wall time, this invocation and any earlier one it resumed
+        "stages": log.stages,
+        "minutes_total": round(sum(stage["minutes"] for stage in log.stages.values()), 1),
+        "minutes_this_run": round((time.time() - start) / 60, 1),
+        "resumed": any(stage["runs"] > 1 for stage in log.stages.values()) or len(log.stages) < _num_stages(pick),
         "t1_eval": _jsonl_last(t1 / "eval.jsonl"),
         "t1_colours_eval": _jsonl_last(t1_final / "eval.jsonl") if t1_final != t1 else {},
         "t2_eval": _jsonl_last(t2 / "eval.jsonl"),
         "t2_more_eval": _jsonl_last(t2_final / "eval.jsonl") if t2_final != t2 else {},
         "llm_eval": _jsonl_last(llm_run / "eval.jsonl"), "story_eval": _jsonl_last(story_run / "eval.jsonl"),
-        "command": "python train/shapes_model.py" + (" --quick" if quick else "") + f" --seed {seed}",
     }
     atomic_write_text(staged / "training.json", json.dumps(record, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
@@ -163,7 +246,13 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
     return record
 
 
-def _stories(work: Path, llm: Path, tokenizer, pick: dict, seed: int) -> Path:
+def _num_stages(pick: dict) -> int:
+    """How many stages a build from nothing logs: data x2, T1, T2, tokens x2, LLM, story data x2, story tokens x2,
+    story, and the second phases that run."""
+    return 12 + (pick["t1_colour_steps"] > 0) + (pick["t2_more_steps"] > 0)
+
+
+def _stories(log: StageLog, work: Path, llm: Path, tokenizer, pick: dict, seed: int) -> Path:
     """Stage 6: story data (training pairs / held-out pairs), the segments' tokens, story fine-tuning."""
     data = work / "data"
     files = {}
@@ -171,17 +260,20 @@ def _stories(work: Path, llm: Path, tokenizer, pick: dict, seed: int) -> Path:
                                          ("held_out", True, pick["num_held_out_stories"], 3)):
         folder = data / f"stories_{split}"
         if not (folder / "summary.json").exists():
-            generate_dataset(folder, num=0, seed=seed + offset, held_out=held_out, num_stories=num)
+            log.time(f"story data {split}", partial(generate_dataset, folder, num=0, seed=seed + offset,
+                                                    held_out=held_out, num_stories=num),
+                     stories=num, seed=seed + offset, held_out=held_out)
         files[split] = folder / "stories.jsonl"
-        build_token_cache(tokenizer, files[split], work / f"story_{split}_tokens", batch_size=32)
+        log.time(f"story tokens {split}", partial(build_token_cache, tokenizer, files[split],
+                                                  work / f"story_{split}_tokens", batch_size=32))
     run = work / "story"
     if not (run / "model" / "config.json").exists():
-        _run("story", train_story.main, [
+        log.run("story", train_story.main, [
             "--config", str(CONFIGS / "story" / "shapes_tiny.yaml"), f"model={llm}", f"output_dir={run}",
             f"optim.max_steps={pick['story_steps']}", f"seed={seed}",
             f"data.sources=[{{kind: story, annotations: '{files['train']}', tokens: '{work / 'story_train_tokens'}'}}]",
             f"eval.stories={files['held_out']}", f"eval.story_tokens={work / 'story_held_out_tokens'}",
-            "eval.every=0", "checkpoint_every=200"])
+            "eval.every=0", "checkpoint_every=200"], steps=pick["story_steps"])
     return run
 
 
@@ -215,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
-        record = build(Path(args.out), Path(args.work), quick=args.quick, seed=args.seed, minutes=args.minutes)
+        command = "python train/shapes_model.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        record = build(Path(args.out), Path(args.work), quick=args.quick, seed=args.seed, minutes=args.minutes,
+                       command=command.strip())
     except (RuntimeError, ValueError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 2

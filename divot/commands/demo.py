@@ -62,7 +62,7 @@ def _train_quick(out: Path, work: Path) -> Path:
         sys.path.insert(0, str(root))
     from train.shapes_model import build
 
-    build(out / "model", work, quick=True)
+    build(out / "model", work, quick=True, command=f"divot demo --train --out {out} --work {work}")
     return out / "model"
 
 
