@@ -16,8 +16,10 @@ so that a machine shared with other jobs slows them alike and the ratios stay fa
 
 The GMM head's share of a generation step is ``1 - gen_nogmm / gen`` (by steps) and ``head / gen`` (by the
 isolated head time). Data preparation runs in the timed loop (``num_workers=0``); its share is reported.
+Per setting the JSON keeps every round (``repeats``) and the spread of the seconds per step; ``ratios`` are the
+median of the per-round ratios, ``ratio_detail`` adds the ratio of medians and the lowest / highest round.
 
-    python benchmarks/llm_throughput.py --out benchmarks/results/llm_throughput_tiny_cpu.json
+    python benchmarks/llm_throughput.py --steps 60 --repeats 5 --out benchmarks/results/llm_throughput_tiny_cpu.json
 
 ``--preset paper --device cuda``: a Mistral-7B-shaped LLM (the ``paper`` preset's ``base``, random weights,
 the shapes-world text tokenizer inside a 32000+ vocabulary) in bfloat16 with gradient checkpointing, and the
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import random
 import statistics
 import sys
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import load_avg, provenance, ratio, summarize
 
 logger = logging.getLogger("llm_throughput")
 
@@ -178,30 +180,51 @@ def measure(bench: Bench, args) -> dict:
     return runs
 
 
-def summarize(runs: dict[str, list[dict]], args) -> tuple[list[dict], dict]:
+def summarize_runs(runs: dict[str, list[dict]], args) -> tuple[list[dict], dict, dict]:
+    """Rows (medians over the rounds, with every round's seconds per step and their spread), the ratios as
+    before (per round, then the median) and each ratio's detail (ratio of medians, lowest / highest round)."""
     rows = []
     for setting, rs in runs.items():
+        per_step = summarize([x["seconds"] / args.steps for x in rs])
         rows.append({"setting": setting,
                      "steps_per_s": statistics.median(x["steps_per_s"] for x in rs),
+                     "steps_per_s_min": min(x["steps_per_s"] for x in rs),
+                     "steps_per_s_max": max(x["steps_per_s"] for x in rs),
                      "tokens_per_s": statistics.median(x["tokens_per_s"] for x in rs),
-                     "s_per_step": statistics.median(x["seconds"] / args.steps for x in rs),
+                     "s_per_step": per_step["median"],
                      "model_s_per_step": statistics.median(x["model_seconds"] / args.steps for x in rs),
                      "data_fraction": statistics.median(x["data_seconds"] / x["seconds"] for x in rs),
-                     "tokens_per_step": rs[0]["tokens"] / args.steps, "repeats": rs})
+                     "tokens_per_step": rs[0]["tokens"] / args.steps, "s_per_step_timing": per_step,
+                     "model_s_per_step_timing": summarize([x["model_seconds"] / args.steps for x in rs]),
+                     "repeats": rs})
 
-    def paired(num: str, den: str, key: str) -> float | None:  # per round, then the median: side by side
+    def paired(num: str, den: str, key: str) -> dict | None:  # rounds ran interleaved: side by side
         if num not in runs or den not in runs:
             return None
-        return statistics.median(a[key] / b[key] for a, b in zip(runs[num], runs[den], strict=True))
+        return ratio([a[key] for a in runs[num]], [b[key] for b in runs[den]])
 
-    no_gmm = paired("gen_nogmm", "gen", "model_seconds")
-    ratios = {  # the GMM shares are of the model step (forward + backward + AdamW), data preparation excluded
+    detail = {  # the GMM shares are of the model step (forward + backward + AdamW), data preparation excluded
         "reencode_over_cache_time": paired("reencode", "cache", "seconds"),
         "reencode_over_cache_model_time": paired("reencode", "cache", "model_seconds"),
-        "gmm_fraction_of_gen_step": None if no_gmm is None else 1 - no_gmm,
+        "gen_nogmm_over_gen_model_time": paired("gen_nogmm", "gen", "model_seconds"),
         "head_fraction_of_gen_step": paired("head", "gen", "model_seconds"),
     }
-    return rows, ratios
+    no_gmm = detail["gen_nogmm_over_gen_model_time"]
+    if no_gmm is not None:  # 1 - ratio: the lowest share comes from the highest ratio
+        detail["gmm_fraction_of_gen_step"] = {"value": 1 - no_gmm["median_of_ratios"],
+                                              "one_minus_ratio_of_medians": 1 - no_gmm["ratio_of_medians"],
+                                              "min": 1 - no_gmm["max"], "max": 1 - no_gmm["min"]}
+    ratios = {
+        "reencode_over_cache_time": _median_of(detail["reencode_over_cache_time"]),
+        "reencode_over_cache_model_time": _median_of(detail["reencode_over_cache_model_time"]),
+        "gmm_fraction_of_gen_step": None if no_gmm is None else 1 - no_gmm["median_of_ratios"],
+        "head_fraction_of_gen_step": _median_of(detail["head_fraction_of_gen_step"]),
+    }
+    return rows, ratios, detail
+
+
+def _median_of(detail: dict | None) -> float | None:
+    return None if detail is None else detail["median_of_ratios"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="samples per step (default 8)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per setting per round (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per setting first (default 3)")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; medians reported (default 5)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds, at least 3 for a spread; "
+                        "medians reported (default 5)")
     parser.add_argument("--videos", type=int, default=64, help="shapes-world videos (default 64)")
     parser.add_argument("--max-clips", type=int, default=20, help="clips per video (default 20)")
     parser.add_argument("--tokenizer-precision", default="auto", help="for the cache and reencode (default auto)")
@@ -223,13 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.preset == "paper" and (device.type != "cuda" or not torch.cuda.is_available()):
         parser.error("--preset paper builds a 7B-parameter model (bf16, gradient checkpointing, AdamW: ~60 GB); "
                      "it needs --device cuda on a machine with a GPU, and none is available here")
+    if args.repeats < 1 or args.steps < 1:
+        parser.error(f"--repeats and --steps must be >= 1, got {args.repeats}, {args.steps}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
+    record = provenance(argv, __file__, str(device))
 
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args, Path(tmp), device)
         runs = measure(bench, args)
-    rows, ratios = summarize(runs, args)
+    rows, ratios, ratio_detail = summarize_runs(runs, args)
     cfg = bench.model.config
     result = {
         "preset": args.preset, "device": str(device), "precision": bench.precision,
@@ -239,21 +266,22 @@ def main(argv: list[str] | None = None) -> int:
         "clip": {"num_queries": cfg.num_queries, "token_dim": cfg.token_dim, "gmm_components": cfg.gmm_components,
                  "gmm_out_dim": cfg.out_dim},
         "params": {"total": bench.total_params, "gmm_head": bench.head_params},
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-                   + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
-        "python": sys.version.split()[0], "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-        "ratios": ratios, "rows": rows,
+        "python": sys.version.split()[0], "torch": torch.__version__, **record, "load_avg_after": load_avg(),
+        "ratios": ratios, "ratio_detail": ratio_detail, "rows": rows,
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print("| setting | steps/s | tokens/s | s/step | model s/step | tokens/step | data share |")
+    print("| setting | steps/s (min-max) | tokens/s | s/step | model s/step | tokens/step | data share |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['setting']} | {r['steps_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['s_per_step']:.4f} | "
-              f"{r['model_s_per_step']:.4f} | "
+        print(f"| {r['setting']} | {r['steps_per_s']:.2f} ({r['steps_per_s_min']:.2f}-{r['steps_per_s_max']:.2f}) | "
+              f"{r['tokens_per_s']:.0f} | {r['s_per_step']:.4f} | {r['model_s_per_step']:.4f} | "
               f"{r['tokens_per_step']:.0f} | {100 * r['data_fraction']:.0f}% |")
-    print(json.dumps(ratios, indent=1))
+    for name, d in ratio_detail.items():
+        if d is not None:
+            value = d.get("median_of_ratios", d.get("value"))
+            print(f"{name}: {value:.3f} (rounds {d['min']:.3f}-{d['max']:.3f})")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Can a Perceiver resampler pass on where the object is? (RESULTS "Why the resampler drops position".)
+"""Can a Perceiver resampler pass on where the object is? (docs/experiments.md, 2026-12-01 "why the resampler drops position".)
 
     python benchmarks/resampler_layout.py --clips data/shapes/train/metadata.jsonl --stt-std 0.02
     python benchmarks/resampler_layout.py --clips data/shapes/train/metadata.jsonl --stt-std 1.0

@@ -2,7 +2,10 @@
 
 Times ``Detokenizer.decode`` (batch 1, classifier-free guidance 7.5, rescale 0.7) for the published sampler
 (reference DDIM, 50 steps, eta 1.0) and the diffusers schedulers at fewer steps, all from the same initial
-noise x_T and the same tokens. Seconds per clip are the median of ``--repeats`` runs after a warm-up.
+noise x_T and the same tokens. After a short warm-up (DDIM, 2 steps), ``--repeats`` rounds run every sampler once
+each, in turn (so a slow spell of the machine hits them alike); seconds per clip are the median over the rounds,
+and the JSON holds every round's time, min, max and spread, and each speed-up vs the published sampler as the
+ratio of medians with its lowest and highest per-round value.
 
 Quality is measured against reference DDIM-50 with eta 0 on the same noise and tokens. eta 0 because the
 published eta 1.0 injects fresh noise at every step: its output depends on the noise stream, not only on
@@ -16,21 +19,18 @@ re-drawn from N(0, 0.02) first; timings do not depend on the weights, but the qu
 how closely the solvers agree on an untrained vector field, not visual quality. Pass a trained
 de-tokenizer (``--checkpoint DIR``, and ideally real ``--tokens``) for quality numbers that mean something.
 
-    python benchmarks/sampler_speed.py --preset tiny --device cpu --threads 2
+    python benchmarks/sampler_speed.py --preset tiny --device cpu --threads 2 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+from _timing import interleaved, load_avg, provenance, ratio, summarize
 
 # (label, sampler, steps, eta); eta only reaches the DDIM samplers.
 CONFIGS = [
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", default=None, help="a tokens .safetensors from `divot tokenize` (first clip)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds over all samplers (default 3)")
     p.add_argument("--out", default=None, help="JSON file (default benchmarks/results/sampler_<name>_<device>.json)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -104,28 +104,25 @@ def main(argv=None) -> int:
             torch.cuda.synchronize()
         return frames.float().cpu()
 
-    load_before = os.getloadavg()
+    record = provenance(argv, __file__, device)
     decode("ddim", 2, 0.0)  # warm-up
-    outputs, times = [], []
-    for label, sampler, steps, eta in CONFIGS:
-        runs = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            frames = decode(sampler, steps, eta)
-            runs.append(time.perf_counter() - t0)
-        outputs.append(frames)
-        times.append(runs)
-        sys.stderr.write(f"{label}: {statistics.median(runs):.2f} s/clip ({', '.join(f'{t:.2f}' for t in runs)})\n")
-    load_after = os.getloadavg()
+    calls = {label: (lambda a=(sampler, steps, eta): decode(*a)) for label, sampler, steps, eta in CONFIGS}
+    runs, outputs = interleaved(calls, args.repeats, warmup=0)
+    for label, _, _, _ in CONFIGS:
+        t = summarize(runs[label])
+        sys.stderr.write(f"{label}: {t['median']:.2f} s/clip ({', '.join(f'{x:.2f}' for x in t['runs'])})\n")
 
-    reference = outputs[QUALITY_REFERENCE]
-    published = statistics.median(times[0])
+    reference = outputs[CONFIGS[QUALITY_REFERENCE][0]]
+    published = runs[CONFIGS[0][0]]
     rows = []
-    for (label, sampler, steps, eta), frames, runs in zip(CONFIGS, outputs, times, strict=True):
+    for label, sampler, steps, eta in CONFIGS:
+        frames, timing = outputs[label], summarize(runs[label])
+        speedup = ratio(published, runs[label])  # paired per round: > 1 is faster than the published sampler
         quality_psnr, mae = psnr_mae(frames, reference)
-        median = statistics.median(runs)
-        rows.append({"label": label, "sampler": sampler, "steps": steps, "eta": eta, "s_per_clip": median,
-                     "s_runs": runs, "speedup_vs_published": published / median,
+        rows.append({"label": label, "sampler": sampler, "steps": steps, "eta": eta, "s_per_clip": timing["median"],
+                     "s_runs": timing["runs"], "s_min": timing["min"], "s_max": timing["max"],
+                     "spread": timing["spread"], "speedup_vs_published": speedup["ratio_of_medians"],
+                     "speedup_min": speedup["min"], "speedup_max": speedup["max"], "speedup": speedup,
                      "psnr_vs_ref_db": quality_psnr if quality_psnr != float("inf") else None,
                      "mae_vs_ref": mae, "mae_vs_ref_255": mae * 127.5, "output_std": frames.std().item()})
     result = {
@@ -133,8 +130,7 @@ def main(argv=None) -> int:
         "weights": "trained" if args.checkpoint else "random (all-zero parameters re-drawn from N(0, 0.02))",
         "tokens": args.tokens or "N(0, 1), seed 1", "device": device, "threads": torch.get_num_threads(),
         "batch": 1, "guidance": GUIDANCE, "rescale": RESCALE, "repeats": args.repeats, "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(), "load_avg_before": load_before,
-        "load_avg_after": load_after,
+        "cpu": record["machine"]["cpu"], **record, "load_avg_after": load_avg(),
         "quality_reference": "reference DDIM 50 steps, eta 0 (deterministic), same x_T and tokens; the published "
                              "eta 1.0 adds fresh noise every step, so its output is not a fixed target",
         "rows": rows,
@@ -142,12 +138,13 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"| sampler | steps | s/clip ({device}, {torch.get_num_threads()} threads) | speed-up vs published | "
-          "PSNR vs DDIM-50 eta 0 (dB) | mean abs. error (0-255) |")
+    print(f"| sampler | steps | s/clip ({device}, {torch.get_num_threads()} threads; min-max) | speed-up vs "
+          "published (rounds) | PSNR vs DDIM-50 eta 0 (dB) | mean abs. error (0-255) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         q = "(reference)" if r["psnr_vs_ref_db"] is None else f"{r['psnr_vs_ref_db']:.2f}"
-        print(f"| {r['label']} | {r['steps']} | {r['s_per_clip']:.2f} | {r['speedup_vs_published']:.2f}x | {q} | "
+        print(f"| {r['label']} | {r['steps']} | {r['s_per_clip']:.2f} ({r['s_min']:.2f}-{r['s_max']:.2f}) | "
+              f"{r['speedup_vs_published']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f}) | {q} | "
               f"{r['mae_vs_ref_255']:.2f} |")
     sys.stderr.write(f"wrote {out}\n")
     return 0

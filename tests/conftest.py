@@ -9,13 +9,51 @@ torch.set_num_threads(min(2, os.cpu_count() or 2))
 torch.set_num_interop_threads(1)
 
 GOLDEN_DIR = Path(os.environ.get("DIVOT_GOLDEN_DIR", Path(__file__).parent / "fixtures" / "golden"))
+# Every file the golden tests read (what the reference code writes; /work/shared/golden/README.md).
+GOLDEN_FILES = (
+    "tokenizer_config.json", "tokenizer_official.safetensors", "open_clip_visual.safetensors",
+    "tokenizer_io.safetensors",
+    "agent_config.json", "agent_official.safetensors", "agent_io.safetensors",
+    "detokenizer_config.json", "detokenizer_official.safetensors", "detokenizer_io.safetensors",
+    "sampler_io.safetensors",
+    "vae_config.json", "vae_official.safetensors", "vae_io.safetensors",
+)
+
+
+def golden_dir_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a complete golden set (a message naming it), or None if it is."""
+    if not folder.is_dir():
+        return f"golden folder {folder} does not exist (check DIVOT_GOLDEN_DIR)"
+    missing = [name for name in GOLDEN_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"golden folder {folder} lacks {', '.join(missing)} (check DIVOT_GOLDEN_DIR)"
+    return None
 
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    if not GOLDEN_DIR.is_dir():
-        pytest.skip(f"golden folder {GOLDEN_DIR} not found (set DIVOT_GOLDEN_DIR)")
+    """The golden set. The default folder is in the repository, so a missing one means a mistyped
+    DIVOT_GOLDEN_DIR: fail, never skip, or every equivalence test would silently vanish."""
+    problem = golden_dir_problem(GOLDEN_DIR)
+    if problem:
+        pytest.fail(problem, pytrace=False)
     return GOLDEN_DIR
+
+
+def in_ci() -> bool:
+    """True when the CI variable is set (GitHub Actions, GitLab and most runners set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def shared_folder(folder: Path, marker: str, what: str) -> Path:
+    """``folder`` if ``folder / marker`` exists; otherwise skip saying which folder was looked for, or, in CI
+    (where ``../shared`` is checked out beside the repository), fail: a test that needs it must run there."""
+    if (folder / marker).is_file():
+        return folder
+    reason = f"{what} not found: {folder / marker} does not exist"
+    if in_ci():
+        pytest.fail(f"{reason}; CI is set, so this folder must be present", pytrace=False)
+    pytest.skip(f"{reason} (set CI=true to make this a failure)")
 
 
 @pytest.fixture(scope="session")

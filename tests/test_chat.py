@@ -99,6 +99,8 @@ def test_ask_and_caption_return_text(model, shapes_video):
 def test_the_same_seed_gives_the_same_answer_and_leaves_global_rng_alone(model, shapes_video):
     first = model.ask(shapes_video, "What shape is it?", seed=3, **FAST)
     assert model.ask(shapes_video, "What shape is it?", seed=3, **FAST) == first
+    # ... and the answer is sampled, so the equality above is the seed's doing: another seed answers otherwise.
+    assert model.ask(shapes_video, "What shape is it?", seed=4, **FAST) != first
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)

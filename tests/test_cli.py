@@ -8,7 +8,12 @@ from safetensors.torch import load_file
 
 from divot.cli import COMMANDS, main
 from divot.data.shapes import ClipSpec, ObjectSpec, render_clip
+from divot.data.shapes.world import parse_caption
 from divot.data.writers import write_video
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -61,16 +66,31 @@ def test_demo_small_run_writes_report(tmp_path, divot_model_dir):
                  "--num-prompts", "2", "--num-stories", "2", "--steps", "2", "--caption-rerank", "3"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["splits"]) == {"new", "held_out"}
-    for split in summary["splits"].values():
+    for name, split in summary["splits"].items():
         assert len(split["captions"]["rows"]) == 3 and len(split["multiple_choice"]["rows"]) == 3
-        assert all(0.0 <= v <= 1.0 for v in split["captions"]["accuracy"].values())
         assert split["captions"]["method"].startswith("noisy-channel rerank of 3")
         assert split["captions"]["method"].endswith("shape question weight 4")  # the default check
         for k, (low, high) in split["captions"]["ci95"].items():
             assert low <= split["captions"]["accuracy"][k] <= high
-        assert set(split["captions"]["accuracy_greedy"]) == set(split["captions"]["accuracy"])
         assert all("greedy" in row for row in split["captions"]["rows"])
-        assert 0.0 <= split["multiple_choice"]["accuracy"] <= 1.0
+        # Caption accuracies recomputed from the captions and the clips' true attributes (metadata.jsonl).
+        truth = {r["id"]: r["attributes"][0] for r in _jsonl(out / "clips" / name / "metadata.jsonl")}
+        rows = split["captions"]["rows"]
+        for field, key in (("accuracy", "caption"), ("accuracy_greedy", "greedy")):
+            hits = [{k: parse_caption(r[key])[k] == truth[r["id"]][k] for k in ("colour", "shape", "motion")}
+                    for r in rows]
+            want = {k: sum(h[k] for h in hits) / 3 for k in ("colour", "shape", "motion")}
+            want["all"] = sum(all(h.values()) for h in hits) / 3
+            assert split["captions"][field] == want, (name, field)
+        # Multiple choice: correct / scored from the predictions file and the answers (none missing here).
+        answers = json.loads((out / "clips" / name / "egoschema" / "subset_answers.json").read_text())
+        preds = _jsonl(out / "questions" / name / "predictions.jsonl")
+        assert len(preds) == len(answers) == 3 and all(p["status"] == "answered" for p in preds)
+        correct = sum(p["pred"] == answers[p["id"]] for p in preds)
+        mc = split["multiple_choice"]
+        assert mc["accuracy"] == correct / 3 == sum(r["correct"] for r in mc["rows"]) / 3
+        assert mc["counts"] == {"total": 3, "answered": 3, "scored": 3, "missing_videos": 0, "unparseable": 0}
+        assert json.loads((out / "questions" / name / "summary.json").read_text())["accuracy"] == mc["accuracy"]
     assert len(summary["generation"]["rows"]) == 2
     html = (out / "report.html").read_text()
     assert "caption colour" in html and html.count("<video") == 6 and "greedy captions" in html

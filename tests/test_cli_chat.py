@@ -157,7 +157,7 @@ def test_eval_dispatches_to_a_registered_task(monkeypatch, capsys):
 
 
 # -- chat --------------------------------------------------------------------------------------------------------------
-def test_chat_session_commands(divot_model_dir, shapes_video, monkeypatch, capsys, tmp_path):
+def test_chat_conversation_commands(divot_model_dir, shapes_video, monkeypatch, capsys, tmp_path):
     typed = ["/help", "What colour is it?", "/history", "/reset", "/history", f"/video {tmp_path / 'missing.mp4'}",
              f"/video {shapes_video}", "/bogus", "/quit", "never read"]
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(typed) + "\n"))
@@ -192,10 +192,10 @@ def _read_until(fd: int, marker: bytes, proc, timeout: float = 240.0) -> bytes:
             except OSError:  # the child closed the terminal
                 chunk = b""
             if not chunk:
-                raise AssertionError(f"the session ended before {marker!r} (exit {proc.poll()}); got {data[-2000:]!r}")
+                raise AssertionError(f"the chat ended before {marker!r} (exit {proc.poll()}); got {data[-2000:]!r}")
             data += chunk
         elif proc.poll() is not None:
-            raise AssertionError(f"the session exited ({proc.returncode}) before {marker!r}; got {data[-2000:]!r}")
+            raise AssertionError(f"the chat exited ({proc.returncode}) before {marker!r}; got {data[-2000:]!r}")
     return data
 
 

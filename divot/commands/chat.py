@@ -1,4 +1,4 @@
-"""``divot chat VIDEO --model M``: an interactive terminal session about a video.
+"""``divot chat VIDEO --model M``: an interactive conversation about a video in the terminal.
 
 Type a question after the ``> `` prompt and read the answer; follow-up questions see the earlier turns.
 Commands: ``/help``, ``/reset`` (forget the turns), ``/video PATH`` (switch video; starts afresh), ``/history``,
@@ -43,10 +43,10 @@ def run(args) -> int:
         except ImportError:  # not on every platform
             pass
     out(f"Talking about {args.video} ({chat.clips.shape[0]} clip(s)). /help lists the commands, /quit leaves.")
-    return session(chat, args.max_clips)
+    return conversation_loop(chat, args.max_clips)
 
 
-def session(chat, max_clips: int | None = None) -> int:
+def conversation_loop(chat, max_clips: int | None = None) -> int:
     """The read-answer loop on stdin / stdout until ``/quit`` or end of input; returns the exit code (0)."""
     while True:
         try:
@@ -62,7 +62,7 @@ def session(chat, max_clips: int | None = None) -> int:
                 out(chat.ask(line))
             except ValueError as err:
                 _error(err)
-            except KeyboardInterrupt:  # Ctrl-C while answering: drop this answer, keep the session
+            except KeyboardInterrupt:  # Ctrl-C while answering: drop this answer, keep the conversation
                 out("\n(interrupted)")
             continue
         command, _, argument = line.partition(" ")

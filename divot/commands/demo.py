@@ -1,8 +1,9 @@
 """``divot demo``: the shapes-world demo (the README's main job).
 
 Loads the bundled model (``shapes-tiny``, trained by ``train/shapes_model.py``; nothing is downloaded), generates
-fresh shapes-world clips (new clips of the training colour-shape pairs, and clips of the held-out pairs the
-model never saw), captions them, answers five-way multiple-choice questions about them (option
+fresh shapes-world clips (new clips of the training colour-shape pairs, and clips of the held-out pairs: no
+caption, question or story of the LLMs' training names them, while the tokenizer and de-tokenizer saw them as
+pixels through the channel-shuffle phase; ``divot.eval.shapes_report.HELD_OUT_PAIRS``), captions them, answers five-way multiple-choice questions about them (option
 log-likelihood, the EgoSchema task), generates videos from prompts and measures their pixels, tells stories
 (text + clips, scored for structure and pixels), and writes ``report.html`` + ``summary.json``. ``--train`` first retrains every stage from scratch on the CPU (the quick
 setting of ``train/shapes_model.py``, about 15 minutes on 2 free cores) and reports that model instead.

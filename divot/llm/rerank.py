@@ -8,20 +8,20 @@ colour word it only names the shapes that colour was seen with in training. Nois
     score(caption) = log P(caption | video) + channel_weight * log p(video tokens | caption)
 
 over ``num_candidates`` distinct captions from beam search (``sampled_candidates`` proposes by sampling instead;
-on the shapes world its candidates reranked worse, ``benchmarks/RESULTS.md``). The channel term is read in the
-generation-instruction format (``<s>[INST] {template} caption [/INST]\\n <vid> clip </vid>``, the format
-``generate_video`` prompts with) and sums the log-density over every value of the clips' tokens (clips x q x d
-terms, thousands), hence a weight well below 1. On the shapes world (``benchmarks/RESULTS.md``) the weight 0.1
-was chosen on a validation split of held-out-pair clips, separate from the demo's clips; averaging the channel
-over the three generation templates, adding one-word deletions of the candidates, or an LLM trained with word
-dropout did not pick better.
+on the shapes world its candidates reranked worse, ``docs/experiments.md``, 2026-12-02). The channel term is
+read in the generation-instruction format (``<s>[INST] {template} caption [/INST]\\n <vid> clip </vid>``, the
+format ``generate_video`` prompts with) and sums the log-density over every value of the clips' tokens (clips x
+q x d terms, thousands), hence a weight well below 1. On the shapes world (``docs/experiments.md``, 2026-12-02)
+the weight 0.1 was chosen on a validation split of held-out-pair clips, separate from the demo's clips;
+averaging the channel over the three generation templates, adding one-word deletions of the candidates, or an
+LLM trained with word dropout did not pick better.
 
 Answer checks (``AnswerCheck``) add a third vote: the model is asked a question about the clip ("what shape is
 the object?") and each candidate is scored by the log-probability the model's answer gives to what the
 candidate says (the first of the check's answers the caption mentions), ``+ check_weight * log P(answer |
 video, question)``, normalised over the check's answers. An answer is read after the video without any caption
 words before it, so it is free of the caption's text prior (on the shapes world, held-out caption shape 0.91 ->
-0.945 on the validation split with the shape question, weight 4; ``benchmarks/RESULTS.md``).
+0.945 on the validation split with the shape question, weight 4; ``docs/experiments.md``, 2026-12-03).
 """
 
 from __future__ import annotations

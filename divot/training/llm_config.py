@@ -157,7 +157,7 @@ class LLMTrainConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA with bf16, else fp32), fp32, bf16
     # Next-token targets (1 - e) on the label, e over the vocabulary; 0 (the paper): plain cross-entropy.
     # Training only (the logged lm_loss includes it; evaluation losses do not). Shapes world: 0.1 lifts
-    # held-out multiple choice, not the captions' colour-word prior (benchmarks/RESULTS.md, eighth session).
+    # held-out multiple choice, not the captions' colour-word prior (docs/experiments.md, 2026-12-02, 7d9ef82).
     label_smoothing: float = 0.0
     # Word dropout (divot.training.word_dropout): the fraction of the labelled text tokens replaced by the
     # unknown token in the input (labels kept). 0 (the paper): none.

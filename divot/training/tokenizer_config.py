@@ -55,7 +55,7 @@ class LayoutConfig:
     out by its square bounding box and resampled to ``shape_size`` x ``shape_size``
     (``layout_targets.centred_masks``). The silhouette has neither colour, place nor size, so the tokens must
     keep shape in a form a linear read-out finds whatever the colour: what lets shape carry over to
-    colour-shape pairs never seen in training. Also self-supervised and dropped at export.
+    colour-shape pairs absent from the training clips. Also self-supervised and dropped at export.
     """
 
     weight: float = 0.0

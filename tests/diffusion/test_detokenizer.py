@@ -10,6 +10,7 @@ from divot.cli import main
 from divot.diffusion import Detokenizer, DetokenizerConfig, detokenizer_preset
 from divot.diffusion.vae import decode_latents
 from divot.tokenizer import VideoTokenizer
+from tests.diffusion.conftest import REFERENCE_GUIDANCE, REFERENCE_GUIDANCE_RESCALE
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def test_pixel_patches_round_trip(tiny):
 
 
 @pytest.mark.golden
-def test_convert_cli_and_reference_decode_match_golden(golden_dir, tmp_path):
+def test_convert_cli_and_reference_decode_match_golden(golden_dir, golden_schedule, deterministic_case,
+                                                       tmp_path):
     det_cfg = json.loads((golden_dir / "detokenizer_config.json").read_text())
     vae_cfg = json.loads((golden_dir / "vae_config.json").read_text())
     tok_dir = tmp_path / "tok"
@@ -104,16 +106,23 @@ def test_convert_cli_and_reference_decode_match_golden(golden_dir, tmp_path):
     assert main(["convert", "detokenizer", "--ckpt", str(tmp_path / "Divot_detokenizer_stage2.bin"),
                  "--tokenizer", str(tok_dir), "--config", str(tmp_path / "ref.json"), "--out", str(out)]) == 0
     detok = Detokenizer.from_pretrained(out).eval()
+    # The golden run's settings that a converted checkpoint does not carry (the converter keeps the paper's
+    # 16 frames, fs 3 and schedule): from the golden tensors and the JSON's schedule block.
+    detok.config.num_frames = io["x_t"].shape[2]
+    detok.config.fs = int(io["fs"].item())
+    detok.config.schedule = golden_schedule
     with torch.no_grad():
         context = detok.context(io["features"])
         assert (context - io["context"]).abs().max() <= 1e-4
         v = detok.denoise(io["x_t"], io["timestep"], context)
         assert (v - io["model_output"]).abs().max() <= 1e-4
-    # Reference DDIM, 10 steps, eta 0, with the golden initial noise and unconditional context.
+    # Reference DDIM (the shortest eta-0 run) with the golden initial noise and unconditional context.
+    case = deterministic_case
     detok._uncond_cache = sampler_io["uncond_context"]
-    frames = detok.decode(io["features"], num_steps=10, eta=0.0, sampler="reference",
-                          x_T=sampler_io["ddim10_eta0.x_T"], progress=False)
-    expected = decode_latents(detok.vae, sampler_io["ddim10_eta0.final_latent"]).clamp(-1, 1)
+    frames = detok.decode(io["features"], num_steps=case.num_steps, eta=case.eta, sampler="reference",
+                          guidance_scale=REFERENCE_GUIDANCE, guidance_rescale=REFERENCE_GUIDANCE_RESCALE,
+                          x_T=case.x_T, progress=False)
+    expected = decode_latents(detok.vae, case.final_latent).clamp(-1, 1)
     assert (frames - expected.permute(0, 2, 1, 3, 4)).abs().max() <= 1e-4
 
 

@@ -38,7 +38,9 @@ def _configs(meta):
 def test_converter_names_missing_and_unexpected_keys(golden_dir, detok_meta):
     unet_cfg, cond_cfg = _configs(detok_meta)
     state = load_file(str(golden_dir / "detokenizer_official.safetensors"))
-    missing = next(k for k in state if "temopral_conv.conv4.3.weight" in k)
+    # A misspelled reference name if the U-Net has temporal convs (the rename is then checked too).
+    weights = [k for k, v in state.items() if k.startswith("diffusion_model.") and v.numel() > 1]
+    missing = next((k for k in weights if ".temopral_conv." in k), weights[-1])
     broken = {k: v for k, v in state.items() if k != missing}
     renamed = missing[len("diffusion_model."):].replace("temopral_conv", "temporal_conv")
     with pytest.raises(ValueError, match=f"missing key.*{renamed}"):
@@ -57,18 +59,19 @@ def test_converter_names_missing_and_unexpected_keys(golden_dir, detok_meta):
         convert_detokenizer(state, unet_cfg, cond_cfg, require_vae=True)
 
 
-def test_converter_checks_schedule_buffers_and_skips_declared_parts(golden_dir, detok_meta):
-    unet_cfg, cond_cfg = _configs(detok_meta)
+def test_converter_checks_schedule_buffers_and_skips_declared_parts(golden_dir, golden_schedule):
     state = load_file(str(golden_dir / "detokenizer_official.safetensors"))
-    abar = make_alphas_cumprod().float()
-    extra = {"alphas_cumprod": abar, "betas": torch.zeros(1000), "video_tokenizer.norm.weight": torch.ones(4)}
-    parts = convert_detokenizer_state({**state, **extra})
+    abar = make_alphas_cumprod(golden_schedule).float()
+    extra = {"alphas_cumprod": abar, "betas": torch.zeros_like(abar),
+             "video_tokenizer.norm.weight": torch.ones(4)}
+    parts = convert_detokenizer_state({**state, **extra}, schedule=golden_schedule)
     assert set(parts) == {"unet", "condition"}
     with pytest.raises(ValueError, match="alphas_cumprod"):
-        convert_detokenizer_state({**state, "alphas_cumprod": abar.flip(0)})
+        convert_detokenizer_state({**state, "alphas_cumprod": abar.flip(0)}, schedule=golden_schedule)
     with pytest.raises(ValueError, match="unexpected key.*cond_stage_model"):
-        convert_detokenizer_state({**state, "cond_stage_model.w": torch.zeros(1)})
+        convert_detokenizer_state({**state, "cond_stage_model.w": torch.zeros(1)}, schedule=golden_schedule)
     assert "unet" in convert_detokenizer_state({**state, "cond_stage_model.w": torch.zeros(1)},
+                                               schedule=golden_schedule,
                                                ignore_prefixes=("cond_stage_model.",))
 
 

@@ -10,6 +10,7 @@ import torch
 from divot.diffusion.reference_sampler import reference_ddim_sample, reference_ddim_tables
 from divot.diffusion.sampling import sample_with_scheduler
 from divot.diffusion.schedule import make_alphas_cumprod, make_ddim_scheduler, make_scheduler
+from tests.diffusion.conftest import REFERENCE_GUIDANCE, REFERENCE_GUIDANCE_RESCALE
 
 
 @pytest.mark.parametrize("num_steps", [10, 50, 7])
@@ -29,40 +30,46 @@ def test_tables_follow_the_reference_expression(num_steps, eta):
     assert torch.equal(tables.sigmas, torch.as_tensor(np.asarray(sigmas)))
 
 
-def _golden_denoiser(golden_detokenizer, detok_io):
-    return functools.partial(golden_detokenizer.unet, fs=detok_io["fs"])
-
-
-@pytest.fixture(scope="module")
-def reference_ddim10(golden_detokenizer, detok_io, sampler_io):
-    return reference_ddim_sample(_golden_denoiser(golden_detokenizer, detok_io), sampler_io["cond_context"],
-                                 sampler_io["uncond_context"], x_T=sampler_io["ddim10_eta0.x_T"], num_steps=10,
-                                 eta=0.0, guidance=7.5, guidance_rescale=0.7, progress=False)
+def _reference_run(golden_detokenizer, detok_io, sampler_io, schedule, case) -> torch.Tensor:
+    """The reference DDIM on the golden U-Net with the case's steps, eta, x_T and recorded step noise."""
+    if case.step_noise is not None:
+        assert case.step_noise.shape == (case.num_steps, *case.x_T.shape)
+    return reference_ddim_sample(functools.partial(golden_detokenizer.unet, fs=detok_io["fs"]),
+                                 sampler_io["cond_context"], sampler_io["uncond_context"], x_T=case.x_T,
+                                 step_noise=case.step_noise, num_steps=case.num_steps, eta=case.eta,
+                                 guidance=REFERENCE_GUIDANCE, guidance_rescale=REFERENCE_GUIDANCE_RESCALE,
+                                 schedule=schedule, progress=False)
 
 
 @pytest.mark.golden
-def test_reference_ddim10_eta0_matches(reference_ddim10, sampler_io):
-    assert (reference_ddim10 - sampler_io["ddim10_eta0.final_latent"]).abs().max() <= 1e-5
+def test_reference_ddim_matches_the_shortest_deterministic_run(golden_detokenizer, detok_io, sampler_io,
+                                                               golden_schedule, deterministic_case):
+    out = _reference_run(golden_detokenizer, detok_io, sampler_io, golden_schedule, deterministic_case)
+    assert out.shape == deterministic_case.final_latent.shape
+    assert (out - deterministic_case.final_latent).abs().max() <= 1e-5
 
 
 @pytest.mark.golden
 @pytest.mark.slow
-def test_reference_ddim50_eta1_matches(golden_detokenizer, detok_io, sampler_io):
-    num_steps = sampler_io["ddim50_eta1.step_noise"].shape[0]
-    out = reference_ddim_sample(_golden_denoiser(golden_detokenizer, detok_io), sampler_io["cond_context"],
-                                sampler_io["uncond_context"], x_T=sampler_io["ddim50_eta1.x_T"],
-                                step_noise=sampler_io["ddim50_eta1.step_noise"], num_steps=num_steps, eta=1.0,
-                                guidance=7.5, guidance_rescale=0.7, progress=False)
-    assert (out - sampler_io["ddim50_eta1.final_latent"]).abs().max() <= 1e-5
+def test_reference_ddim_matches_the_other_golden_runs(golden_detokenizer, detok_io, sampler_io,
+                                                     golden_schedule, sampler_cases, deterministic_case):
+    """The runs in sampler_io besides the fast one (in the shipped set: 50 steps, eta 1, recorded noise)."""
+    for case in sampler_cases:
+        if case is deterministic_case:
+            continue
+        out = _reference_run(golden_detokenizer, detok_io, sampler_io, golden_schedule, case)
+        assert (out - case.final_latent).abs().max() <= 1e-5, case.name
 
 
 @pytest.mark.golden
-def test_diffusers_ddim_is_close_to_the_reference(golden_detokenizer, detok_io, sampler_io):
-    expected = sampler_io["ddim10_eta0.final_latent"]
-    out = sample_with_scheduler(_golden_denoiser(golden_detokenizer, detok_io), make_ddim_scheduler(),
-                                sampler_io["ddim10_eta0.x_T"], sampler_io["cond_context"],
-                                sampler_io["uncond_context"], guidance=7.5, rescale=0.7, num_steps=10,
-                                generator=None, progress=False)
+def test_diffusers_ddim_is_close_to_the_reference(golden_detokenizer, detok_io, sampler_io, golden_schedule,
+                                                  deterministic_case):
+    expected = deterministic_case.final_latent
+    out = sample_with_scheduler(functools.partial(golden_detokenizer.unet, fs=detok_io["fs"]),
+                                make_ddim_scheduler(golden_schedule), deterministic_case.x_T,
+                                sampler_io["cond_context"], sampler_io["uncond_context"],
+                                guidance=REFERENCE_GUIDANCE, rescale=REFERENCE_GUIDANCE_RESCALE,
+                                num_steps=deterministic_case.num_steps, generator=None, progress=False)
     relative = (out - expected).norm() / expected.norm()
     assert relative < 5e-3
     assert relative > 0  # the float32 schedule without fp16 tables is close, not identical

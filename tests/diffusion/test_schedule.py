@@ -14,15 +14,22 @@ from divot.diffusion.schedule import (
 
 
 @pytest.mark.golden
-def test_schedule_matches_reference(detok_io):
-    assert (make_betas() - detok_io["betas_rescaled"]).abs().max() <= 1e-6
-    assert (make_alphas_cumprod() - detok_io["alphas_cumprod"]).abs().max() <= 1e-6
+def test_schedule_matches_reference(detok_io, golden_schedule):
+    """Built from detokenizer_config.json's schedule block (steps, beta range, zero-SNR rescale)."""
+    betas, abar = make_betas(golden_schedule), make_alphas_cumprod(golden_schedule)
+    assert betas.shape == detok_io["betas_rescaled"].shape == (golden_schedule.num_train_timesteps,)
+    assert (betas - detok_io["betas_rescaled"]).abs().max() <= 1e-6
+    assert (abar - detok_io["alphas_cumprod"]).abs().max() <= 1e-6
 
 
 @pytest.mark.golden
 def test_timestep_embedding_matches_reference(detok_io):
-    expected = detok_io["timestep_embedding_t0_1_537_999"]
-    emb = timestep_embedding(torch.tensor([0, 1, 537, 999]), expected.shape[1])
+    # The key names the embedded timesteps (timestep_embedding_t0_1_537_999); the width is the tensor's.
+    (key,) = [k for k in detok_io if k.startswith("timestep_embedding_t")]
+    timesteps = torch.tensor([int(t) for t in key[len("timestep_embedding_t"):].split("_")])
+    expected = detok_io[key]
+    assert expected.shape[0] == len(timesteps)
+    emb = timestep_embedding(timesteps, expected.shape[1])
     assert emb.dtype == torch.float32
     assert (emb - expected).abs().max() <= 1e-6
 

@@ -57,12 +57,17 @@ def test_image_branch_uses_tokens_after_the_text_length():
     text_len = unet.config.text_context_len
     changed = context.clone()
     changed[:, text_len:] += 1.0
+    # The same weights without the image branch: what the text tokens alone give.
+    text_only = tiny(image_cross_attention=False)
+    text_only.load_state_dict({k: v for k, v in unet.state_dict().items()
+                               if not any(part in k for part in ("to_k_ip", "to_v_ip", ".alpha"))})
     with torch.no_grad():
         y, y_changed = unet(x, t, context), unet(x, t, changed)
         # Only text tokens: the image branch adds nothing, as in the reference.
-        y_text, y_text_again = unet(x, t, context[:, :text_len]), unet(x, t, context[:, :text_len].clone())
+        y_text, want = unet(x, t, context[:, :text_len]), text_only(x, t, context[:, :text_len])
     assert not torch.allclose(y, y_changed)
-    assert torch.equal(y_text, y_text_again)
+    assert torch.equal(y_text, want)
+    assert not torch.allclose(y, want)  # with image tokens the branch does add to the text-only output
 
 
 def test_frames_interact_through_temporal_layers():

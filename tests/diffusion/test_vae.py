@@ -18,10 +18,17 @@ def golden_vae(golden_dir):
 
 @pytest.mark.golden
 def test_vae_decode_and_posterior_match_reference(golden_vae):
-    vae, io, _, _ = golden_vae
+    vae, io, _, config = golden_vae
+    # The golden tensors have the sizes vae_config.json gives (latent and pixel channels, 2^(levels-1) down).
+    b, _, h, w = io["latents"].shape
+    down = config.downsample_factor
+    assert io["latents"].shape[1] == config.z_channels
+    assert io["images"].shape[1:] == (config.in_channels, h * down, w * down)
+    assert io["decoded"].shape == (b, config.out_channels, h * down, w * down)
     with torch.no_grad():
         decoded = vae.decode(io["latents"]).sample
         posterior = vae.encode(io["images"]).latent_dist
+    assert posterior.mean.shape == io["posterior_mean"].shape
     assert (decoded - io["decoded"]).abs().max() <= 1e-5
     assert (posterior.mean - io["posterior_mean"]).abs().max() <= 1e-5
     assert (posterior.logvar - io["posterior_logvar"]).abs().max() <= 1e-5
@@ -44,17 +51,18 @@ def test_video_helpers_work_per_frame_in_chunks(golden_vae):
     vae, io, _, config = golden_vae
     b, t = 2, 5
     g = torch.Generator().manual_seed(0)
-    side = io["images"].shape[-1]
-    video = torch.rand(b, 3, t, side, side, generator=g) * 2 - 1
+    c, side = config.in_channels, io["images"].shape[-1]
+    video = torch.rand(b, c, t, side, side, generator=g) * 2 - 1
     with torch.no_grad():
         latents = encode_frames(vae, video, chunk_size=3)
-        frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, 3, side, side)
+        frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, side, side)
         direct = vae.encode(frames).latent_dist.mean * config.scale_factor
-        assert latents.shape == (b, 4, t, side // config.downsample_factor, side // config.downsample_factor)
+        latent_side = side // config.downsample_factor
+        assert latents.shape == (b, config.z_channels, t, latent_side, latent_side)
         assert torch.allclose(latents.permute(0, 2, 1, 3, 4).reshape(direct.shape), direct, atol=1e-5)
         decoded = decode_latents(vae, latents, chunk_size=4)
         direct_decoded = vae.decode(direct / config.scale_factor).sample
-        assert decoded.shape == video.shape
+        assert decoded.shape == (b, config.out_channels, t, side, side)
         assert torch.allclose(decoded.permute(0, 2, 1, 3, 4).reshape(direct_decoded.shape), direct_decoded,
                               atol=1e-5)
         sampled = encode_frames(vae, video, sample=True, generator=torch.Generator().manual_seed(0))

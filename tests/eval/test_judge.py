@@ -29,9 +29,10 @@ def test_the_prompt_is_video_chatgpts():
 
 
 class StubJudgeServer:
-    """An OpenAI-compatible /v1/chat/completions: "yes" when the predicted answer contains the correct one."""
+    """An OpenAI-compatible /v1/chat/completions: "yes" when the predicted answer contains the correct one;
+    a reply no parser reads when the question contains ``garble``."""
 
-    def __init__(self, status: int = 200):
+    def __init__(self, status: int = 200, garble: str | None = None):
         self.requests, self.status = [], status
         server = self
 
@@ -43,6 +44,8 @@ class StubJudgeServer:
                 answer = user.split("Correct Answer: ")[1].split("\n")[0]
                 pred = user.split("Predicted Answer: ")[1].split("\n")[0]
                 verdict = "{'pred': 'yes', 'score': 5}" if answer in pred else "{'pred': 'no', 'score': 1}"
+                if garble and garble in user.split("Question: ")[1].split("\n")[0]:
+                    verdict = "I cannot evaluate this."
                 data = json.dumps({"model": body["model"] + "-2024-01-01", "system_fingerprint": "fp_stub",
                                    "choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
                 self.send_response(server.status)
@@ -93,14 +96,28 @@ def test_http_judge_errors_are_clear():
         make_judge("no/such/judge")
 
 
-def test_hf_judge_from_a_local_directory(divot_model_dir):
+def test_hf_judge_from_a_local_directory(divot_model_dir, eval_model, fixtures_dir, clip_frames, tmp_path):
     """The tiny model's plain HF LLM as a judge: gibberish replies, counted as unparseable, identity recorded."""
+    from divot.eval.evaluate import evaluate
     from divot.eval.judge import HFJudge
+    from divot.eval.runner import EvalConfig
+    from tests.eval.conftest import write_videos
 
     judge = make_judge(str(divot_model_dir / "llm" / "llm"))
     assert isinstance(judge, HFJudge)
     judge.max_new_tokens = 4
-    result = judge("what is it?", "dog", "a dog")
-    assert isinstance(result.raw, str) and 0.0 <= result.score <= 5.0
+    questions = fixtures_dir / "activitynet_qa.json"
+    names = [f"v_{r['video_name']}" for r in json.loads(questions.read_text())]
+    videos = write_videos(tmp_path / "videos", names, clip_frames)
+    s = evaluate(EvalConfig(task="activitynet-qa", questions=questions, videos=videos, out=tmp_path / "out",
+                            progress=False, judge=str(divot_model_dir / "llm" / "llm")), eval_model, judge)
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == len(names) == 5 and all(r["status"] == "answered" for r in records)
+    for r in records:  # random weights: no reply reads as a verdict, and each is scored "no", 0
+        assert not parse_judge_reply(r["judge_raw"]).parsed, r["judge_raw"]
+        assert (r["judge"], r["judge_score"], r["judge_parsed"]) == (False, 0.0, False)
+    assert s["counts"]["judged"] == 5 and s["counts"]["judge_unparseable"] == 5
+    assert s["accuracy_metric"] == "judge" and s["accuracy"] == 0.0
     ident = judge.identity
     assert ident["kind"] == "huggingface-local" and ident["path"].endswith("llm") and ident["model_type"]
+    assert s["judge"] == ident

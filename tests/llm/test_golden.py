@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from divot.constants import FRAME_END, FRAME_START, VID_END, VID_START, frame_token
 from divot.convert.llm import config_from_agent_state, convert_agent_state
 from divot.hub import load_state_dict_strict
 from divot.llm import (
@@ -50,6 +51,28 @@ def test_sizes_inferred_from_weights(golden):
     assert (config.token_dim, config.gmm_components, config.hidden_size) == (
         meta["feature_dim"], meta["gmm_kernels"], meta["llm_config"]["hidden_size"])
     assert config.out_dim == 2 * meta["gmm_kernels"] * meta["feature_dim"] + meta["gmm_kernels"]
+
+
+def test_golden_sequences_have_our_clip_layout(golden):
+    """The reference ids (agent_config.json token_ids, under our token names) in the layout SequenceBuilder
+    writes: <vid>, then per clip <frame> + q frame tokens + </frame>, then </vid>; the clip masks mark exactly
+    the frame tokens, clip after clip; the -1 entries of the reference's 2D mask are the query positions."""
+    meta, io, _ = golden
+    ids, q = meta["token_ids"], meta["num_queries"]
+    llm = meta["llm_config"]
+    assert (ids["bos"], ids["eos"]) == (llm["bos_token_id"], llm["eos_token_id"])
+    frames = [ids.get(frame_token(i), ids[frame_token(0)] + i) for i in range(q)]  # consecutive ids
+    clip = [ids[FRAME_START], *frames, ids[FRAME_END]]
+    for case, kind in (("comp", "cmp"), ("gen", "gen")):
+        rows = zip(io[f"{case}.input_ids"].tolist(), io[f"{case}.ids_{kind}_mask"].tolist(),
+                   io[f"{case}.embeds_{kind}_mask"].sum(1).tolist(), strict=True)
+        for seq, mask, num_clips in rows:
+            assert seq[0] == ids["bos"] and ids["eos"] in seq
+            start, end = seq.index(ids[VID_START]), seq.index(ids[VID_END])
+            assert seq[start + 1:end] == clip * num_clips, (case, seq)
+            first = [start + 1 + c * len(clip) + 1 for c in range(num_clips)]
+            assert [i for i, m in enumerate(mask) if m] == [f + j for f in first for j in range(q)]
+    assert torch.equal(io["gen.attention_mask"] == -1, io["gen.ids_gen_mask"])
 
 
 def golden_batch(io, case: str, q: int) -> dict:

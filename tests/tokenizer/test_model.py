@@ -43,7 +43,7 @@ def test_output_shape_and_tiny_preset():
 
 def test_position_tables_are_initialised_at_the_preset_scale():
     # The resampler is blind to token order: the tiny preset's tables start at unit scale so fresh tokens
-    # carry where the object is (RESULTS "Looking for motion"); the paper preset keeps the ViT-style 0.02.
+    # carry where the object is (docs/experiments.md, 2026-12-01 "looking for motion"); the paper preset keeps the ViT-style 0.02.
     from divot.tokenizer.config import tokenizer_preset
 
     assert tokenizer_preset("paper").spatial_temporal.pos_init_std == 0.02
