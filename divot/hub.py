@@ -45,8 +45,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
-    """Save tensors as safetensors atomically (contiguous copies, shared storage broken)."""
-    tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+    """Save tensors as safetensors atomically. Only tensors that safetensors cannot write as they are (not
+    contiguous, a view into a larger storage, or sharing storage with an earlier tensor) are copied: at paper size
+    a copy of everything would double the memory of saving a 6 GB de-tokenizer."""
+    tensors, seen = {}, set()
+    for key, value in state_dict.items():
+        value = value.detach()
+        storage = value.untyped_storage()
+        whole = value.is_contiguous() and value.storage_offset() == 0 and storage.nbytes() == value.nbytes
+        ptr = storage.data_ptr()
+        tensors[key] = value if whole and ptr not in seen else value.contiguous().clone()
+        seen.add(ptr)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata or {"format": "pt"})
 

@@ -80,3 +80,29 @@ def shapes_video(tmp_path_factory) -> Path:
 
     frames = render_clip(ClipSpec((ObjectSpec("circle", "red", "moves left"),)), size=32, rng=None)
     return write_video(frames, tmp_path_factory.mktemp("videos") / "red_circle.mp4")
+
+
+@pytest.fixture(scope="session")
+def mistral_tokenizer_factory(tmp_path_factory):
+    """``make(legacy) -> tokenizer``: Mistral-7B's real sentencepiece tokenizer (from the ``mistral-common`` wheel,
+    ``divot.llm.mistral_spm``) with the 262 Divot tokens, in sentencepiece ``legacy`` mode or not; built once per
+    mode. Without network and without the wheel cached: skip, or fail in CI."""
+    from divot.llm.mistral_spm import build_mistral_tokenizer, mistral_spm_path
+
+    try:
+        mistral_spm_path()
+    except (FileNotFoundError, ValueError) as err:
+        if in_ci():
+            pytest.fail(f"Mistral's tokenizer is needed in CI: {err}", pytrace=False)
+        pytest.skip(f"Mistral's tokenizer is unavailable: {err}")
+    built = {}
+
+    def make(legacy: bool):
+        if legacy not in built:
+            built[legacy] = tmp_path_factory.mktemp(f"mistral_legacy_{legacy}")
+            build_mistral_tokenizer(built[legacy], legacy=legacy)
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(built[legacy]))
+
+    return make

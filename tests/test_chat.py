@@ -142,9 +142,9 @@ def test_chat_follow_up_prompt_holds_the_first_question_and_answer(model, shapes
     assert chat.history == [("What colour is the object?", answer)]
     follow_up = chat.prompt("And its shape?").input_ids.tolist()
     b = model.builder
-    # <s>[INST] <vid> clips </vid> q1 [/INST]\n | a1 | [INST] q2 [/INST]\n
-    expected = first_prompt.input_ids.tolist() + b.encode(answer) + b.encode("[INST]") + b.encode(
-        " And its shape? [/INST]\n")
+    # <s>[INST] <vid> clips </vid> q1 [/INST]\n | a1 | \n[INST] q2 [/INST]\n (the reference encoding: one call)
+    assert b.sequence_format == "reference"
+    expected = first_prompt.input_ids.tolist() + b.encode(answer) + b.encode("\n[INST] And its shape? [/INST]\n")
     assert follow_up == expected
     chat.ask("And its shape?")
     assert [q for q, _ in chat.history] == ["What colour is the object?", "And its shape?"]

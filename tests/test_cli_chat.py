@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -117,6 +118,54 @@ def test_generate_writes_the_video(divot_model_dir, tmp_path, capsys):
                  "--steps", "2", "--num-clips", "2", "--device", "cpu"]) == 0
     assert probe_video(out).num_frames == 16  # 2 clips x 8 frames (tiny de-tokenizer)
     assert capsys.readouterr().out.strip() == str(out)
+
+
+def test_generate_takes_the_model_generation_json_and_flags_override_it(divot_model_dir, tmp_path, monkeypatch):
+    from divot.chat.generation_defaults import GenerationDefaults
+    from divot.diffusion import Detokenizer
+    from divot.llm import DivotLLM
+
+    seen = {"decode": [], "llm": []}
+    decode, generate_video = Detokenizer.decode, DivotLLM.generate_video
+
+    def record_decode(self, tokens, **kwargs):
+        seen["decode"].append(kwargs)
+        return decode(self, tokens, **kwargs)
+
+    def record_llm(self, prompt, **kwargs):
+        seen["llm"].append((prompt, kwargs))
+        return generate_video(self, prompt, **kwargs)
+
+    monkeypatch.setattr(Detokenizer, "decode", record_decode)
+    monkeypatch.setattr(DivotLLM, "generate_video", record_llm)
+    root = tmp_path / "model"
+    shutil.copytree(divot_model_dir, root)
+    GenerationDefaults(sampler="ddim", num_steps=1, guidance_scale=2.0, guidance_rescale=0.0, eta=0.0,
+                       prompt_format="pretrain").save_pretrained(root)
+    argv = ["generate", "a red circle", "--model", str(root), "--out", str(tmp_path / "x.gif"), "--device", "cpu"]
+    assert main(argv) == 0  # nothing given: the model's generation.json
+    settings = {k: seen["decode"][-1][k] for k in ("sampler", "num_steps", "guidance_scale", "guidance_rescale",
+                                                     "eta")}
+    assert settings == {"sampler": "ddim", "num_steps": 1, "guidance_scale": 2.0, "guidance_rescale": 0.0, "eta": 0.0}
+    prompt, llm_kwargs = seen["llm"][-1]
+    assert llm_kwargs["force_video"] is True and "[INST]" not in Divot.from_pretrained(root).llm.tokenizer.decode(
+        prompt.input_ids.tolist())  # the pretrain format
+    assert main([*argv, "--sampler", "euler", "--steps", "2", "--eta", "0.5", "--prompt-format", "instruct",
+                 "--open-video", "sample"]) == 0
+    assert {k: seen["decode"][-1][k] for k in settings} == {**settings, "sampler": "euler", "num_steps": 2, "eta": 0.5}
+    prompt, llm_kwargs = seen["llm"][-1]
+    assert llm_kwargs["force_video"] is False
+    assert prompt.input_ids.tolist() != seen["llm"][0][0].input_ids.tolist()  # the instruction format now
+
+
+def test_generate_help_says_the_defaults_come_from_the_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--prompt-format {instruct,pretrain}" in text and "--open-video {force,sample}" in text
+    for flag in ("--steps", "--guidance", "--rescale", "--eta", "--sampler"):
+        assert flag in text
+    assert text.count("default: the model's generation.json") >= 7
 
 
 def test_story_writes_a_storyboard_and_prints_the_texts(divot_model_dir, tmp_path, capsys):

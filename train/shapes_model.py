@@ -16,6 +16,8 @@ Stages (every one is a stock entry point of this repository, called with its sha
   6. stories   story files (train pairs; held-out pairs for evaluation), their segments' token cache, then
                ``train/story.py`` configs/story/shapes_tiny.yaml: LoRA story fine-tuning of the LLM of stage 5
   7. assemble  ``tokenizer/``, ``llm/``, ``detokenizer/``, ``story_llm/`` + ``training.json`` (steps, evaluations)
+               + ``generation.json``: the settings ``divot demo`` renders with (``SHAPES_DEMO``: DPM-Solver++ 20
+               steps, guidance 3.0), the model's defaults for ``divot generate`` / ``story`` and ``generate_video``
 
 Each stage's run folder lives under ``--work``; a rerun resumes where it stopped (finished stages are skipped,
 interrupted ones resume from their checkpoints).
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: the repository's train/ package
     sys.path.insert(0, str(ROOT))
 
+from divot.chat.generation_defaults import SHAPES_DEMO  # noqa: E402
 from divot.data.shapes.generate import generate_dataset  # noqa: E402
 from divot.data.token_cache import build_token_cache  # noqa: E402
 from divot.hub import atomic_write_text  # noqa: E402
@@ -240,6 +243,7 @@ def build(out: Path, work: Path, quick: bool = False, seed: int = 0, minutes: fl
         "llm_eval": _jsonl_last(llm_run / "eval.jsonl"), "story_eval": _jsonl_last(story_run / "eval.jsonl"),
     }
     atomic_write_text(staged / "training.json", json.dumps(record, indent=1) + "\n")
+    SHAPES_DEMO.save_pretrained(staged)  # generation.json: what the demo's numbers are rendered with
     shutil.rmtree(out, ignore_errors=True)
     staged.rename(out)  # the finished model appears at once
     logger.info("model written to %s (%.1f min)", out, record["minutes_this_run"])

@@ -7,16 +7,18 @@
 
 Modules: ``model`` (``Divot``), ``conversation`` (multi-turn prompts), ``video`` (``Video`` and every accepted
 video input), ``story`` (``Story``: what ``Divot.tell_story`` returns, saved as a storyboard), ``bundled``
-(models shipped in ``divot/assets``).
+(models shipped in ``divot/assets``), ``generation_defaults`` (``GenerationDefaults``: a model directory's
+``generation.json``, and the named sets ``PUBLISHED`` and ``LIBRARY_DEFAULTS``).
 """
 
 from divot.chat.bundled import BUNDLED_MODELS, available_bundled_models, bundled_model_path
+from divot.chat.generation_defaults import GenerationDefaults
 from divot.chat.model import Divot, check_token_shapes
 from divot.chat.story import Story
 from divot.chat.video import Video
 
-__all__ = ["BUNDLED_MODELS", "Conversation", "Divot", "Story", "Video", "available_bundled_models", "bundled_model_path",
-           "check_token_shapes"]
+__all__ = ["BUNDLED_MODELS", "Conversation", "Divot", "GenerationDefaults", "Story", "Video", "available_bundled_models",
+           "bundled_model_path", "check_token_shapes"]
 
 
 def __getattr__(name: str):

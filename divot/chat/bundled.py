@@ -2,7 +2,9 @@
 
 A bundled model is a full Divot directory (``tokenizer/``, ``llm/``, ``detokenizer/``) packaged as package data
 (``[tool.setuptools.package-data]`` in pyproject.toml). ``shapes-tiny`` is the shapes-world model (DESIGN
-section 9); it is trained and committed separately, so a checkout may not have it yet.
+section 9); it is trained and committed separately, so a checkout may not have it yet. The shipped folder is the
+unedited output of its build, made before builds wrote ``generation.json``: it has none, so it generates with the
+library defaults (``divot.chat.generation_defaults.LIBRARY_DEFAULTS``); a rebuild adds the shapes settings.
 """
 
 from __future__ import annotations

@@ -9,12 +9,15 @@
     model.tell_story("Generate a story about a red circle.").save("outputs/story")
 
 Text decoding uses the reference settings (temperature 0.7, top-p 0.5; the LLM config's defaults); ``seed`` makes a
-call reproducible without touching the global random state, ``greedy=True`` decodes greedily. The library never
-picks a device: pass ``device`` to ``from_pretrained`` or call ``to``.
+call reproducible without touching the global random state, ``greedy=True`` decodes greedily. Video generation and
+rendering take their sampler, steps, guidance and prompt format from the model directory's ``generation.json``
+(``model.generation_defaults``; ``divot.chat.generation_defaults``) unless the call says otherwise. The library
+never picks a device: pass ``device`` to ``from_pretrained`` or call ``to``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 from divot.chat.bundled import DEFAULT_MODEL, resolve_model_path
+from divot.chat.generation_defaults import LIBRARY_DEFAULTS, GenerationDefaults
 from divot.chat.video import Video, sparse_clips
 
 logger = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ class Divot:
 
     Build with ``from_pretrained`` (one directory or a bundled name), ``from_parts`` (three directories) or
     ``from_components`` (models in memory). Without a de-tokenizer everything but ``generate_video`` works.
+    ``generation_defaults`` (a ``GenerationDefaults``: the directory's ``generation.json``, else the library
+    defaults) is what ``generate_video``, ``render`` and ``tell_story`` use for the settings a call leaves out.
 
     Example::
 
@@ -44,7 +50,8 @@ class Divot:
         model.ask("clip.mp4", "What colour is the object?", seed=0)
     """
 
-    def __init__(self, tokenizer, llm, detokenizer=None, story_llm=None):
+    def __init__(self, tokenizer, llm, detokenizer=None, story_llm=None,
+                 generation_defaults: GenerationDefaults | None = None):
         check_token_shapes(tokenizer, llm, detokenizer)
         if llm.tokenizer is None:
             raise ValueError("the DivotLLM has no text tokenizer: build it with one (from_pretrained / from_preset)")
@@ -56,10 +63,14 @@ class Divot:
         self.builder = SequenceBuilder.from_config(llm.tokenizer, llm.config)
         self._story_llm = story_llm  # a DivotLLM, a directory (loaded on first use) or None (use llm)
         self._llm_dtype = None
+        if generation_defaults is not None and not isinstance(generation_defaults, GenerationDefaults):
+            raise ValueError(f"generation_defaults must be a GenerationDefaults, got {type(generation_defaults)}")
+        self.generation_defaults = generation_defaults or LIBRARY_DEFAULTS
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_components(cls, tokenizer, llm, detokenizer=None, story_llm=None) -> Divot:
+    def from_components(cls, tokenizer, llm, detokenizer=None, story_llm=None,
+                        generation_defaults: GenerationDefaults | None = None) -> Divot:
         """From models in memory: a ``VideoTokenizer``, a ``DivotLLM`` and optionally a ``Detokenizer``.
 
         Their token shapes must agree (tokenizer num_tokens x token_dim = LLM num_queries x token_dim =
@@ -71,16 +82,19 @@ class Divot:
                                           Detokenizer.from_preset("tiny"))
 
         ``story_llm``: an optional second ``DivotLLM`` fine-tuned on stories (``tell_story`` uses it).
+        ``generation_defaults``: the video generation settings (default: the library's, ``LIBRARY_DEFAULTS``).
         """
-        return cls(tokenizer, llm, detokenizer, story_llm)
+        return cls(tokenizer, llm, detokenizer, story_llm, generation_defaults)
 
     @classmethod
     def from_parts(cls, tokenizer: str | Path, llm: str | Path, detokenizer: str | Path | None = None,
                    device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                   story_llm: str | Path | None = None) -> Divot:
+                   story_llm: str | Path | None = None,
+                   generation_defaults: GenerationDefaults | None = None) -> Divot:
         """From three saved directories (``save_pretrained`` of each model). ``dtype`` applies to the LLM; the
         tokenizer and de-tokenizer stay float32 (their numerics need it; the tokenizer autocasts on its own).
-        ``story_llm``: a story fine-tuned Divot-LLM directory, loaded when ``tell_story`` first needs it."""
+        ``story_llm``: a story fine-tuned Divot-LLM directory, loaded when ``tell_story`` first needs it.
+        ``generation_defaults``: the video generation settings (default: the library's, ``LIBRARY_DEFAULTS``)."""
         from divot.diffusion import Detokenizer
         from divot.llm import DivotLLM
         from divot.tokenizer import VideoTokenizer
@@ -94,6 +108,7 @@ class Divot:
             DivotLLM.from_pretrained(llm, device=device, dtype=dtype),
             Detokenizer.from_pretrained(detokenizer, device=device) if detokenizer is not None else None,
             Path(story_llm) if story_llm is not None else None,
+            generation_defaults,
         )
         model._llm_dtype = dtype
         return model
@@ -101,8 +116,10 @@ class Divot:
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path = DEFAULT_MODEL, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> Divot:
-        """From one directory holding ``tokenizer/``, ``llm/`` and (optionally) ``detokenizer/`` and ``story_llm/``,
-        or a bundled model name (``shapes-tiny``). A missing required part is a ``FileNotFoundError`` naming it.
+        """From one directory holding ``tokenizer/``, ``llm/`` and (optionally) ``detokenizer/``, ``story_llm/`` and
+        ``generation.json``, or a bundled model name (``shapes-tiny``). A missing required part is a
+        ``FileNotFoundError`` naming it. ``generation.json`` (``GenerationDefaults``, read strictly) sets how videos
+        are generated; without it the library defaults apply (logged once at info level).
 
         Example::
 
@@ -118,12 +135,14 @@ class Divot:
         if not detokenizer.is_dir():
             logger.info("%s has no detokenizer/: text only, generate_video is unavailable", root)
             detokenizer = None
+        generation = GenerationDefaults.from_model_dir(root)  # before the weights: a bad file fails fast
         story = root / STORY_PART
         return cls.from_parts(root / "tokenizer", root / "llm", detokenizer, device=device, dtype=dtype,
-                              story_llm=story if story.is_dir() else None)
+                              story_llm=story if story.is_dir() else None, generation_defaults=generation)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``tokenizer/``, ``llm/`` and (if present) ``detokenizer/`` and ``story_llm/`` under ``directory``."""
+        """Write ``tokenizer/``, ``llm/``, (if present) ``detokenizer/`` and ``story_llm/``, and ``generation.json``
+        (``generation_defaults``) under ``directory``."""
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory / "tokenizer")
         self.llm.save_pretrained(directory / "llm")
@@ -131,6 +150,7 @@ class Divot:
             self.detokenizer.save_pretrained(directory / "detokenizer")
         if self._story_llm is not None:
             self.story_llm.save_pretrained(directory / STORY_PART)
+        self.generation_defaults.save_pretrained(directory)
         return directory
 
     def to(self, device: str | torch.device) -> Divot:
@@ -242,70 +262,99 @@ class Divot:
             return self.llm.generate_text(prompt, **decoding)
 
     # -- generation ---------------------------------------------------------------------------------------
-    def generate_video(self, prompt: str, *, num_clips: int = 1, seed: int = 0, num_steps: int = 20,
-                       guidance_scale: float = 7.5, guidance_rescale: float = 0.7, var_scale: float | None = None,
-                       sampler: str = "dpmsolver++", mode: str = "sample", template: str | None = "default",
-                       progress: bool = False) -> Video:
+    def generate_video(self, prompt: str, *, num_clips: int = 1, seed: int = 0, num_steps: int | None = None,
+                       guidance_scale: float | None = None, guidance_rescale: float | None = None,
+                       eta: float | None = None, sampler: str | None = None, var_scale: float | None = None,
+                       mode: str = "sample", template: str | None = "default", prompt_format: str | None = None,
+                       open_video: str | None = None, progress: bool = False) -> Video:
         """A video for a text prompt: LLM -> GMM -> ``num_clips`` clips of tokens -> de-tokenizer.
+
+        Every setting left as None (and ``template`` left as "default") comes from ``generation_defaults``: the
+        model directory's ``generation.json``, else the library defaults (DPM-Solver++ 20 steps, guidance 7.5,
+        rescale 0.7, the instruction prompt, ``<vid>`` forced). Explicit arguments override it.
 
         Args:
             prompt: what to show, e.g. "a red circle moves left".
             num_clips: 2-second clips, rendered one after another.
-            seed: seeds both the GMM sampling and the diffusion noise (same seed, same video).
-            num_steps, sampler, guidance_scale, guidance_rescale: the de-tokenizer's sampling (``Detokenizer.decode``).
+            seed: seeds the text (``open_video="sample"``), the GMM sampling and the diffusion noise (same seed,
+                same video).
+            num_steps, sampler, guidance_scale, guidance_rescale, eta: the de-tokenizer's sampling
+                (``Detokenizer.decode``; "reference" is the published DDIM).
             var_scale: GMM variance scale (default: the LLM config's, 0.1); ``mode``: "sample", "mean" or "top".
-            template: the instruction before the prompt; "default" is the first generation template
-                ("Generate a video of"), None sends the prompt alone inside [INST] ... [/INST].
+            prompt_format: "instruct" (``<s>[INST] {template} prompt [/INST]\\n``, the instruction-tuned weights)
+                or "pretrain" (``<s> prompt``: what ``Divot_pretrain`` was trained on; no instruction, no template).
+            open_video: "force" (``<vid>`` appended after the prompt at once) or "sample" (text is sampled until the
+                model opens ``<vid>`` itself, as the reference does; a model that ends without one gets ``<vid>``
+                appended, and a line is logged). The text written before the video is kept in
+                ``video.settings["text"]``.
+            template: the instruction before the prompt in the instruct format; "default" is the model's
+                (``generation_defaults.template``, "Generate a video of" unless its generation.json says otherwise),
+                None sends the prompt alone inside [INST] ... [/INST].
         Returns:
-            a ``Video`` of num_clips x frames-per-clip float frames (t, 3, H, W) in [-1, 1] at frames / 2 s fps.
+            a ``Video`` of num_clips x frames-per-clip float frames (t, 3, H, W) in [-1, 1] at frames / 2 s fps;
+            ``video.settings`` records the settings used, the seed and the text before ``<vid>``.
 
         Example::
 
             model.generate_video("a blue square moves up", seed=1).save("square.mp4")
+            model.generate_video("a blue square moves up", sampler="reference", num_steps=50)  # the published DDIM
+            model.generate_video("a blue square moves up", prompt_format="pretrain", open_video="sample")
         """
-        from divot.llm.sequences import GENERATION_TEMPLATES
-
         if self.detokenizer is None:
             raise ValueError("generate_video needs a de-tokenizer: this model has none (load a directory with "
                              "detokenizer/, or pass one to Divot.from_components / from_parts)")
-        if num_clips < 1 or num_steps < 1:
-            raise ValueError(f"num_clips and num_steps must be >= 1, got {num_clips} and {num_steps}")
-        template = GENERATION_TEMPLATES[0] if template == "default" else template
-        sample = self.builder.generation_prompt(prompt, template=template)
+        if num_clips < 1:
+            raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+        settings = self.generation_defaults.replace(
+            sampler=sampler, num_steps=num_steps, guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
+            eta=eta, prompt_format=prompt_format, open_video=open_video)
+        if template != "default":
+            settings = dataclasses.replace(settings, template=template)
+        if settings.prompt_format == "pretrain":
+            sample = self.builder.generation_prompt(prompt, instruct=False)  # <s> prompt
+        else:
+            sample = self.builder.generation_prompt(prompt, template=settings.template)
         llm_gen = torch.Generator(device=self.device).manual_seed(seed)
         with seeded(seed, self.device):
             out = self.llm.generate_video(sample, num_clips=num_clips, mode=mode, var_scale=var_scale,
-                                          generator=llm_gen)
-        clips = self.render(out.tokens, seed=seed, num_steps=num_steps, guidance_scale=guidance_scale,
-                            guidance_rescale=guidance_rescale, sampler=sampler, progress=progress)
-        return Video(torch.cat([c.frames for c in clips]), fps=clips[0].fps)
+                                          generator=llm_gen, force_video=settings.open_video == "force")
+        if settings.open_video == "sample":
+            logger.info("text before the video: %r", out.text)
+        clips = self.render(out.tokens, seed=seed, progress=progress, **settings.render_kwargs())
+        record = {"seed": seed, **settings.to_dict(), "mode": mode,
+                  "var_scale": self.llm.config.var_scale if var_scale is None else var_scale, "text": out.text}
+        return Video(torch.cat([c.frames for c in clips]), fps=clips[0].fps, settings=record)
 
-    def render(self, tokens: torch.Tensor, *, seed: int = 0, num_steps: int = 20, guidance_scale: float = 7.5,
-               guidance_rescale: float = 0.7, sampler: str = "dpmsolver++", progress: bool = False) -> list[Video]:
-        """De-tokenize clip tokens (clips, q, d): one ``Video`` per clip (the diffusion noise seeded by ``seed``)."""
+    def render(self, tokens: torch.Tensor, *, seed: int = 0, num_steps: int | None = None,
+               guidance_scale: float | None = None, guidance_rescale: float | None = None, sampler: str | None = None,
+               eta: float | None = None, progress: bool = False) -> list[Video]:
+        """De-tokenize clip tokens (clips, q, d): one ``Video`` per clip (the diffusion noise seeded by ``seed``).
+        Settings left as None come from ``generation_defaults`` (see ``generate_video``)."""
         from divot.constants import CLIP_SECONDS
 
         if self.detokenizer is None:
             raise ValueError("rendering clips needs a de-tokenizer: this model has none (load a directory with "
                              "detokenizer/, or pass one to Divot.from_components / from_parts)")
+        settings = self.generation_defaults.replace(sampler=sampler, num_steps=num_steps, guidance_scale=guidance_scale,
+                                                    guidance_rescale=guidance_rescale, eta=eta)
         detok_device = self.detokenizer.uncond_tokens.device
         noise_gen = torch.Generator(device=detok_device).manual_seed(seed)
-        frames = self.detokenizer.decode(tokens.to(detok_device), num_steps=num_steps, guidance_scale=guidance_scale,
-                                         guidance_rescale=guidance_rescale, sampler=sampler, generator=noise_gen,
-                                         progress=progress)  # (clips, f, 3, H, W)
+        frames = self.detokenizer.decode(tokens.to(detok_device), generator=noise_gen, progress=progress,
+                                         **settings.render_kwargs())  # (clips, f, 3, H, W)
         return [Video(clip.float().cpu(), fps=clip.shape[0] / CLIP_SECONDS) for clip in frames]
 
-    def tell_story(self, instruction: str, num_segments: int = 3, *, seed: int = 0, num_steps: int = 20,
-                   guidance_scale: float = 7.5, guidance_rescale: float = 0.7, var_scale: float | None = None,
-                   sampler: str = "dpmsolver++", mode: str = "sample", max_new_tokens: int = 64,
-                   progress: bool = False, **decoding):
+    def tell_story(self, instruction: str, num_segments: int = 3, *, seed: int = 0, num_steps: int | None = None,
+                   guidance_scale: float | None = None, guidance_rescale: float | None = None,
+                   eta: float | None = None, var_scale: float | None = None, sampler: str | None = None,
+                   mode: str = "sample", max_new_tokens: int = 64, progress: bool = False, **decoding):
         """A story: text, a clip, text, a clip ... (``num_segments`` of each), each clip rendered as a video.
 
         The story LLM (``story_llm``: the story fine-tuned model when the directory has ``story_llm/``) writes
         each segment's text until it opens a video, then its query pass gives the clip's tokens (GMM ``mode``,
         ``var_scale``), and the story continues with that clip in context (``divot.llm.story``). ``decoding``:
         ``greedy``, ``temperature``, ``top_p`` (reference 0.7 / 0.5); ``seed`` fixes the text, the tokens and the
-        diffusion noise. Rendering: ``num_steps``, ``sampler``, ``guidance_scale``, ``guidance_rescale``.
+        diffusion noise. Rendering: ``num_steps``, ``sampler``, ``guidance_scale``, ``guidance_rescale``, ``eta``;
+        those left as None come from ``generation_defaults`` (see ``generate_video``).
 
         Example::
 
@@ -320,6 +369,9 @@ class Divot:
             raise ValueError("tell_story needs a de-tokenizer to render the clips: this model has none")
         if not isinstance(instruction, str) or not instruction.strip():
             raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+        rendering = self.generation_defaults.replace(
+            sampler=sampler, num_steps=num_steps, guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
+            eta=eta).render_kwargs()  # checked before the story is written
         from divot.llm.sequences import SequenceBuilder
 
         llm = self.story_llm
@@ -328,10 +380,9 @@ class Divot:
         gen = torch.Generator(device=llm.device).manual_seed(seed)
         out = llm.generate_story(prompt, num_segments, mode=mode, var_scale=var_scale, generator=gen,
                                  max_new_tokens=max_new_tokens, **decoding)
-        videos = self.render(out.tokens, seed=seed, num_steps=num_steps, guidance_scale=guidance_scale,
-                             guidance_rescale=guidance_rescale, sampler=sampler, progress=progress)
-        settings = {"seed": seed, "num_steps": num_steps, "sampler": sampler, "guidance_scale": guidance_scale,
-                    "mode": mode, "var_scale": llm.config.var_scale if var_scale is None else var_scale,
+        videos = self.render(out.tokens, seed=seed, progress=progress, **rendering)
+        settings = {"seed": seed, **rendering, "mode": mode,
+                    "var_scale": llm.config.var_scale if var_scale is None else var_scale,
                     "story_llm": self._story_llm is not None, **decoding}
         if any(out.forced_video):
             settings["forced_video"] = out.forced_video

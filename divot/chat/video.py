@@ -26,7 +26,8 @@ class Video:
     """Frames (t, 3, H, W) and a frame rate.
 
     ``frames`` is a tensor (t, 3, H, W): float32 in [-1, 1] (what the de-tokenizer renders) or uint8 (what a file
-    decodes to). Build from any frames layout the module docstring lists.
+    decodes to). Build from any frames layout the module docstring lists. ``settings``: how it was made
+    (``Divot.generate_video`` records its settings, the seed and the text the model wrote before the video).
 
     Example::
 
@@ -36,11 +37,12 @@ class Video:
         video                         # in Jupyter: shown inline as an animated GIF
     """
 
-    def __init__(self, frames, fps: float = DENSE_FPS):
+    def __init__(self, frames, fps: float = DENSE_FPS, settings: dict | None = None):
         if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         self.frames = _to_channels_first(frames)
         self.fps = float(fps)
+        self.settings = dict(settings or {})
 
     @classmethod
     def read(cls, path: str | Path) -> Video:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 from pathlib import Path
@@ -13,14 +14,15 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT")
     sub.required = True
-    p = sub.add_parser("tokenizer", help="Divot_tokenizer.bin + OpenCLIP ViT-H/14 -> a VideoTokenizer directory",
+    p = sub.add_parser("tokenizer", help="Divot_tokenizer.bin [+ OpenCLIP ViT-H/14] -> a VideoTokenizer directory",
                        description="Convert the released tokenizer (and the OpenCLIP vision tower) to "
                                    "config.json + model.safetensors.")
     p.add_argument("--tokenizer-ckpt", required=True, type=Path,
                    help="Divot_tokenizer.bin (or .safetensors) with temporal_encoder.*, norm.*, image_proj_model.*")
     p.add_argument("--clip-ckpt", type=Path, default=None,
-                   help="OpenCLIP checkpoint with visual.* keys (open_clip_pytorch_model.bin); optional if the "
-                        "tokenizer file carries vit_model.* keys")
+                   help="OpenCLIP checkpoint with visual.* keys (open_clip_pytorch_model.bin); if omitted, the "
+                        "tokenizer file must carry the ViT (OpenCLIP visual.* layout) under exactly one of "
+                        "vit_model.model.visual.*, vit_model.visual.* or vit_model.*")
     p.add_argument("--config", type=Path, default=None,
                    help="JSON with the reference constructor arguments ('tokenizer_config') and optionally the "
                         "OpenCLIP 'open_clip_vision_cfg'; default: the paper preset")
@@ -29,14 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = sub.add_parser("detokenizer", help="Divot_detokenizer_stage{1,2}.bin -> a Detokenizer directory",
                        description="Convert a released de-tokenizer (U-Net diffusion_model.*, condition resampler "
-                                   "image_proj_model.*, VAE first_stage_model.*) to config.json + model.safetensors.")
+                                   "image_proj_model.*, VAE first_stage_model.*) to config.json + model.safetensors, "
+                                   "and write the reference's published generation settings (reference DDIM, 50 "
+                                   "steps, eta 1.0, guidance 7.5, rescale 0.7) as generation.json.")
     d.add_argument("--ckpt", required=True, type=Path, help="Divot_detokenizer_stage1.bin or _stage2.bin")
     d.add_argument("--tokenizer", required=True, type=Path,
                    help="converted tokenizer directory: gives the unconditional (all-grey clip) tokens")
     d.add_argument("--config", type=Path, default=None,
                    help="JSON with the reference 'unet', 'image_proj_model' and 'ddconfig' arguments "
                         "(default: the paper configuration)")
-    d.add_argument("--out", required=True, type=Path, help="output directory")
+    d.add_argument("--out", required=True, type=Path,
+                   help="output directory; generation.json goes to its parent when it is named detokenizer (the "
+                        "detokenizer/ of a Divot model directory: MODEL/detokenizer -> MODEL/generation.json), "
+                        "otherwise inside it (move it to the root of the model directory it joins)")
     d.set_defaults(_convert=_convert_detokenizer)
 
     m = sub.add_parser("llm", help="merged llm/ + agent/pytorch_model.bin + tokenizer -> a DivotLLM directory",
@@ -76,7 +83,8 @@ def _convert_tokenizer(args) -> int:
 def _convert_detokenizer(args) -> int:
     import torch
 
-    from divot.convert.detokenizer import convert_detokenizer
+    from divot.chat.generation_defaults import PUBLISHED
+    from divot.convert.detokenizer import convert_detokenizer, generation_defaults_path
     from divot.diffusion.config import (
         condition_config_from_reference,
         unet_config_from_reference,
@@ -102,15 +110,21 @@ def _convert_detokenizer(args) -> int:
         )
     tokenizer = VideoTokenizer.from_pretrained(args.tokenizer)
     config.num_tokens = tokenizer.config.num_tokens
-    parts = convert_detokenizer(args.ckpt, config.unet, config.condition, config.vae, config.schedule,
-                                require_vae=True)
     with torch.device("meta"):
         model = Detokenizer(config)
-    model.unet, model.condition, model.vae = parts.unet, parts.condition, parts.vae.requires_grad_(False).eval()
     model.uncond_tokens = torch.zeros(1, config.num_tokens, config.token_dim)
-    model.set_unconditional_tokens(tokenizer)
+    with torch.no_grad():
+        model.set_unconditional_tokens(tokenizer)
+    del tokenizer  # 3.2 GB at paper size: never held next to the de-tokenizer
+    gc.collect()
+    parts = convert_detokenizer(args.ckpt, config.unet, config.condition, config.vae, config.schedule,
+                                require_vae=True)
+    model.unet, model.condition, model.vae = parts.unet, parts.condition, parts.vae.requires_grad_(False).eval()
+    del parts
     model.save_pretrained(args.out)
     logger.info("wrote %s (%.1f M parameters)", args.out, sum(p.numel() for p in model.parameters()) / 1e6)
+    generation = PUBLISHED.save(generation_defaults_path(args.out))
+    logger.info("wrote %s: the published generation settings (%s)", generation, PUBLISHED.describe())
     return 0
 
 

@@ -33,8 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="videos generated from prompts, cycling through the motions (42: 24 direction prompts)")
     parser.add_argument("--num-stories", type=int, default=8,
                         help="stories told, half about training pairs and half about held-out pairs")
-    parser.add_argument("--steps", type=int, default=20, help="sampler steps of each generated video")
-    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance of the de-tokenizer")
+    from divot.chat.generation_defaults import SHAPES_DEMO
+
+    # Explicit settings, whatever the model's generation.json says, so that the reported numbers are comparable.
+    parser.add_argument("--steps", type=int, default=SHAPES_DEMO.num_steps,
+                        help=f"sampler steps of each generated video (default {SHAPES_DEMO.num_steps}; the sampler is "
+                             f"{SHAPES_DEMO.sampler}, guidance rescale {SHAPES_DEMO.guidance_rescale:g})")
+    parser.add_argument("--guidance", type=float, default=SHAPES_DEMO.guidance_scale,
+                        help=f"classifier-free guidance of the de-tokenizer (default {SHAPES_DEMO.guidance_scale:g})")
     parser.add_argument("--mode", choices=["sample", "mean", "top"], default="top",
                         help="how generated clips (prompt videos, story clips) take tokens from the GMM (default "
                              "top: the most probable component's mean; the bundled model's sampled components "

@@ -37,30 +37,44 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_rendering_arguments(parser: argparse.ArgumentParser) -> None:
-    """How generated clips are made (``generate``, ``story``): GMM sampling and the de-tokenizer's sampler."""
-    parser.add_argument("--steps", type=int, default=20, help="de-tokenizer sampling steps (default 20)")
-    parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (1: off)")
-    parser.add_argument("--rescale", type=float, default=0.7, help="guidance rescale (0: off)")
+    """How generated clips are made (``generate``, ``story``): GMM sampling and the de-tokenizer's sampler. The
+    sampler settings default to None: the model directory's generation.json, else the library defaults."""
+    from divot.chat.generation_defaults import GENERATION_FILE, LIBRARY_DEFAULTS
+
+    lib, model = LIBRARY_DEFAULTS, f"default: the model's {GENERATION_FILE}, else"
+    parser.add_argument("--steps", type=int, default=None, help=f"de-tokenizer sampling steps ({model} {lib.num_steps})")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help=f"classifier-free guidance scale, 1: off ({model} {lib.guidance_scale:g})")
+    parser.add_argument("--rescale", type=float, default=None,
+                        help=f"guidance rescale, 0: off ({model} {lib.guidance_rescale:g})")
+    parser.add_argument("--eta", type=float, default=None,
+                        help=f"DDIM noise of the reference / ddim samplers, 0: deterministic ({model} {lib.eta:g})")
     parser.add_argument("--var-scale", type=float, default=None,
                         help="GMM variance scale when sampling tokens (default: the model's, 0.1)")
-    parser.add_argument("--sampler", default="dpmsolver++",
-                        help="dpmsolver++ (default), reference (the published DDIM), ddim, euler, unipc or ddpm")
+    parser.add_argument("--sampler", default=None,
+                        help=f"reference (the published DDIM), dpmsolver++, ddim, euler, unipc or ddpm ({model} "
+                             f"{lib.sampler}; the converted released weights' {GENERATION_FILE} says reference)")
     parser.add_argument("--mode", choices=["sample", "mean", "top"], default="sample",
                         help="how tokens come from the GMM (default: sample)")
 
 
 def rendering_options(args) -> dict:
-    """Keyword arguments for ``Divot.generate_video`` / ``tell_story`` from ``add_rendering_arguments`` options."""
+    """Keyword arguments for ``Divot.generate_video`` / ``tell_story`` from ``add_rendering_arguments`` options;
+    None (not given) leaves the setting to the model's generation defaults."""
     from divot.diffusion.detokenizer import SAMPLERS
 
-    if args.sampler not in SAMPLERS:
+    if args.sampler is not None and args.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {args.sampler!r}; choose from {list(SAMPLERS)}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.var_scale is not None and args.var_scale <= 0:
         raise ValueError(f"--var-scale must be > 0, got {args.var_scale}")
+    if args.rescale is not None and not 0 <= args.rescale <= 1:
+        raise ValueError(f"--rescale must be in [0, 1], got {args.rescale}")
+    if args.eta is not None and args.eta < 0:
+        raise ValueError(f"--eta must be >= 0, got {args.eta}")
     return {"num_steps": args.steps, "guidance_scale": args.guidance, "guidance_rescale": args.rescale,
-            "var_scale": args.var_scale, "sampler": args.sampler, "mode": args.mode}
+            "eta": args.eta, "var_scale": args.var_scale, "sampler": args.sampler, "mode": args.mode}
 
 
 def decoding_options(args) -> dict:

@@ -5,6 +5,10 @@ Reference prefixes: ``diffusion_model.*`` (3D U-Net, our keys except ``temopral_
 ``first_stage_model.*`` (LDM VAE -> ``diffusers.AutoencoderKL``). Schedule buffers (``betas``,
 ``alphas_cumprod``, ...) are recomputed, not loaded: if present they are checked against ours. The
 ``video_tokenizer.*`` weights belong to the tokenizer (``divot.convert.tokenizer``) and are skipped here.
+
+``divot convert detokenizer`` also writes the reference's published generation settings (``PUBLISHED``: the
+reference DDIM, 50 steps, eta 1.0, guidance 7.5, rescale 0.7) as ``generation.json``
+(``generation_defaults_path`` says where).
 """
 
 from __future__ import annotations
@@ -125,6 +129,20 @@ def convert_detokenizer(checkpoint: str | Path | dict[str, torch.Tensor], unet_c
         vae = _materialise(lambda: build_vae(vae_config), parts["vae"], f"{where} ({VAE_PREFIX}*)", dtype)
     logger.info("converted de-tokenizer from %s (VAE: %s)", where, "yes" if vae is not None else "no")
     return ConvertedDetokenizer(unet.eval(), condition.eval(), vae.eval() if vae is not None else None)
+
+
+def generation_defaults_path(out: str | Path) -> Path:
+    """Where ``divot convert detokenizer --out OUT`` writes the published ``generation.json``.
+
+    An output folder named ``detokenizer`` is taken to be the ``detokenizer/`` part of a Divot model directory,
+    so the file goes to the model directory's root, beside it (``model/detokenizer`` -> ``model/generation.json``,
+    where ``Divot.from_pretrained("model")`` reads it). Any other output folder gets it inside, beside its
+    ``config.json`` (``divot-detokenizer`` -> ``divot-detokenizer/generation.json``), to be moved to the root of the
+    model directory the de-tokenizer joins."""
+    from divot.chat.generation_defaults import GENERATION_FILE
+
+    out = Path(out)
+    return (out.parent if out.name == "detokenizer" else out) / GENERATION_FILE
 
 
 def _materialise(build: Callable[[], torch.nn.Module], state: dict[str, torch.Tensor], where: str,

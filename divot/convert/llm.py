@@ -8,6 +8,7 @@ and ``output_resampler.proj.{0,2}.{weight,bias}`` (Linear h->out, GELU, Linear o
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -60,6 +61,20 @@ def config_from_agent_state(state: dict[str, torch.Tensor], num_queries: int = 6
     return DivotLLMConfig(hidden_size=hidden, num_queries=num_queries, token_dim=d, gmm_components=k)
 
 
+def reference_tokenizer_mode(tokenizer_dir: Path) -> dict:
+    """``{"legacy": True}`` when ``tokenizer_config.json`` does not set ``legacy``, else ``{}``.
+
+    The reference ran transformers 4, whose sentencepiece Llama tokenizer reads a missing ``legacy`` as True
+    (a ``▁`` before a word that follows a special token); transformers 5 reads it as False. The converted folder
+    records the mode (``save_text_tokenizer``), so the model keeps the encoding it was trained with."""
+    path = tokenizer_dir / "tokenizer_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    if "legacy" in config:
+        return {}
+    logger.info("%s does not set legacy: using legacy=True, as the reference's transformers 4 did", path)
+    return {"legacy": True}
+
+
 def convert_llm(llm_dir: str | Path, agent_ckpt: str | Path, tokenizer_dir: str | Path, num_queries: int = 64,
                 dtype: torch.dtype = torch.float32):
     """A ``DivotLLM`` holding the released weights: the merged HF LLM (strict), the tokenizer with the Divot
@@ -77,7 +92,7 @@ def convert_llm(llm_dir: str | Path, agent_ckpt: str | Path, tokenizer_dir: str 
     where = str(agent_ckpt)
     config = config_from_agent_state(state, num_queries, where)
     projections = convert_agent_state(state, where)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), **reference_tokenizer_mode(tokenizer_dir))
     check_special_tokens(tokenizer, str(tokenizer_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token

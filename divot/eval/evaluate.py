@@ -37,11 +37,12 @@ from divot.eval.runner import (
     write_summary,
 )
 from divot.eval.tasks import task_module
+from divot.llm.sequences import QA_PROMPT_ENCODINGS
 
 logger = logging.getLogger(__name__)
 
 
-def _prompt_info(task, cfg: EvalConfig, example) -> dict:
+def _prompt_info(task, cfg: EvalConfig, example, model) -> dict:
     if task.KIND == "mc":
         template = cfg.prompt_template or multiple_choice.default_template(cfg.mode)
         filled = multiple_choice.mc_text(example, template) if example is not None else None
@@ -51,7 +52,9 @@ def _prompt_info(task, cfg: EvalConfig, example) -> dict:
         template = cfg.prompt_template or openended.OPEN_TEMPLATE
         filled = template.format(question=example.question) if example is not None else None
         extra = {}
-    return {"template": template, "sequence_format": multiple_choice.SEQUENCE_FORMAT, "example": filled, **extra}
+    fmt = model.builder.sequence_format
+    return {"template": template, "sequence_format": fmt, "encoding": QA_PROMPT_ENCODINGS[fmt], "example": filled,
+            **extra}
 
 
 def evaluate(cfg: EvalConfig, model, judge=None) -> dict:
@@ -74,7 +77,7 @@ def evaluate(cfg: EvalConfig, model, judge=None) -> dict:
     else:
         decoding = openended.decoding_settings(cfg, model)
         predict = openended.make_predictor(cfg, model, judge)
-    prompt = _prompt_info(task, cfg, items[0])
+    prompt = _prompt_info(task, cfg, items[0], model)
     identity = model_identity(model, cfg.model)
     judge_identity = judge.identity if judge is not None else None
     cfg.out.mkdir(parents=True, exist_ok=True)

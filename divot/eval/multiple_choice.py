@@ -27,7 +27,6 @@ from divot.eval.runner import ANSWERED, EvalConfig, EvalItem
 LL_TEMPLATE = "{question}"
 GEN_TEMPLATE = "{question}\n{options}\nAnswer with the option's letter from the given choices directly."
 GEN_MAX_NEW_TOKENS = 16
-SEQUENCE_FORMAT = "<s>[INST] <vid> clips </vid> {text} [/INST]\\n"
 
 
 def format_options(options: list[str]) -> str:

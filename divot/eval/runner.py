@@ -262,7 +262,7 @@ def model_identity(model, name: str) -> dict:
 
     llm_config = model.llm.config
     return {"name": str(name), "tokenizer_id": tokenizer_identity(model.tokenizer)["id"],
-            "llm_base": asdict(llm_config.base) if hasattr(llm_config, "base") else None,
+            "llm_base": asdict(llm_config.base) if getattr(llm_config, "base", None) is not None else None,
             "num_queries": llm_config.num_queries, "token_dim": llm_config.token_dim}
 
 

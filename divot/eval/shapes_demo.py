@@ -8,7 +8,9 @@
   structure and measure each clip against its own sentence (``divot.eval.shapes_stories``).
 
 Both return ``{"rows": [...], "accuracy": {attribute: fraction}, "chance": {...}}``; rows carry what the
-report shows (paths, the text, the measured attributes).
+report shows (paths, the text, the measured attributes). Generation and stories pass every sampling setting to
+the model explicitly (defaults: ``SHAPES_DEMO``, what a shapes model's generation.json says) and record them under
+``"settings"``, so the numbers do not depend on the model directory's generation.json.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from divot.chat.generation_defaults import SHAPES_DEMO
 from divot.data.shapes.measure import measure_clip
 from divot.data.shapes.world import COLOURS, MOTION_DIRECTIONS, MOTIONS, SHAPES, parse_caption, split_combos
 from divot.eval.bootstrap import bootstrap_ci
@@ -94,21 +97,25 @@ def generation_prompts(num: int, seed: int, motions: tuple[str, ...] = MOTIONS) 
     return out
 
 
-def generation_scores(model, prompts: list[dict], out_dir: Path, seed: int = 0, num_steps: int = 20,
-                      guidance_scale: float = 3.0, mode: str = "sample", progress: bool = True) -> dict:
-    """Generate one clip per prompt (seed ``seed + i``, GMM ``mode``), save it as ``out_dir/gen_{i}.gif``,
-    measure it."""
+def generation_scores(model, prompts: list[dict], out_dir: Path, seed: int = 0,
+                      num_steps: int = SHAPES_DEMO.num_steps, guidance_scale: float = SHAPES_DEMO.guidance_scale,
+                      mode: str = "sample", progress: bool = True, sampler: str = SHAPES_DEMO.sampler,
+                      guidance_rescale: float = SHAPES_DEMO.guidance_rescale, eta: float = SHAPES_DEMO.eta) -> dict:
+    """Generate one clip per prompt (seed ``seed + i``, GMM ``mode``; the instruction prompt with the first
+    template, ``<vid>`` forced), save it as ``out_dir/gen_{i}.gif``, measure it."""
+    settings = {"sampler": sampler, "num_steps": num_steps, "guidance_scale": guidance_scale,
+                "guidance_rescale": guidance_rescale, "eta": eta, "prompt_format": "instruct", "open_video": "force",
+                "template": SHAPES_DEMO.template}
     rows = []
     for i, p in enumerate(tqdm(prompts, desc="generation", disable=not progress)):
-        video = model.generate_video(p["prompt"], seed=seed + i, num_steps=num_steps, guidance_scale=guidance_scale,
-                                     mode=mode)
+        video = model.generate_video(p["prompt"], seed=seed + i, mode=mode, **settings)
         path = video.save(Path(out_dir) / f"gen_{i:03d}.gif")
         m = measure_clip(video.to_uint8())
         got = {"colour": m.colour, "shape": m.shape, "motion": m.motion}
         rows.append({"prompt": p["prompt"], "gif": Path(path).name, "measured": got,
                      "correct": {k: got[k] == p[k] for k in ATTRIBUTES}})
     return {"rows": rows, "accuracy": _accuracy(rows, ATTRIBUTES), "chance": CHANCE, "mode": mode,
-            "motion_by_kind": motion_by_kind(rows, prompts)}
+            "settings": settings, "motion_by_kind": motion_by_kind(rows, prompts)}
 
 
 def motion_by_kind(rows: list[dict], prompts: list[dict]) -> dict[str, dict]:
@@ -129,18 +136,21 @@ def story_instructions(num: int, seed: int, split: str = "train") -> list[str]:
     return [sample_story(np.random.default_rng([seed, i]), split).instruction for i in range(num)]
 
 
-def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0, num_steps: int = 20,
-                 guidance_scale: float = 3.0, num_segments: int = 3, mode: str = "sample",
-                 progress: bool = True) -> dict:
+def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0,
+                 num_steps: int = SHAPES_DEMO.num_steps, guidance_scale: float = SHAPES_DEMO.guidance_scale,
+                 num_segments: int = 3, mode: str = "sample", progress: bool = True,
+                 sampler: str = SHAPES_DEMO.sampler, guidance_rescale: float = SHAPES_DEMO.guidance_rescale,
+                 eta: float = SHAPES_DEMO.eta) -> dict:
     """Tell one story per instruction (seed ``seed + i``, clip tokens by GMM ``mode``), save its storyboard under ``out_dir/story_{i}/``,
     score its structure and clips. ``{"rows", "summary", "by_pairs"}`` (``divot.eval.shapes_stories.summarize``
     over all stories, and over those about training / held-out colour-shape pairs)."""
     from divot.eval.shapes_stories import instruction_subject, score_story, summarize
 
+    settings = {"sampler": sampler, "num_steps": num_steps, "guidance_scale": guidance_scale,
+                "guidance_rescale": guidance_rescale, "eta": eta}
     rows = []
     for i, instruction in enumerate(tqdm(instructions, desc="stories", disable=not progress)):
-        story = model.tell_story(instruction, num_segments, seed=seed + i, num_steps=num_steps,
-                                 guidance_scale=guidance_scale, mode=mode)
+        story = model.tell_story(instruction, num_segments, seed=seed + i, mode=mode, **settings)
         folder = Path(out_dir) / f"story_{i:03d}"
         story.save(folder, formats=("gif",))
         score = score_story(instruction, story.texts, [v.frames for v in story.videos])
@@ -149,5 +159,5 @@ def story_scores(model, instructions: list[str], out_dir: Path, seed: int = 0, n
     held = set(split_combos("held_out"))
     by_pairs = {"train": [r for r in rows if instruction_subject(r["instruction"]) not in held],
                 "held_out": [r for r in rows if instruction_subject(r["instruction"]) in held]}
-    return {"rows": rows, "summary": summarize(rows),
+    return {"rows": rows, "summary": summarize(rows), "settings": settings,
             "by_pairs": {k: summarize(v) for k, v in by_pairs.items() if v}}

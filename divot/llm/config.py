@@ -71,6 +71,9 @@ class DivotLLMConfig:
     temperature: float = 0.7
     top_p: float = 0.5
     max_new_tokens: int = 256
+    # How prompts are split into tokenizer calls (divot.llm.sequences): "reference" (the released weights) or
+    # "pieces" (models this toolkit trained before; a saved config without the key loads as "pieces").
+    sequence_format: str = "reference"
     base: BaseLLMConfig | None = field(default=None)  # only for building a random LLM from a preset
 
     def __post_init__(self):
@@ -79,6 +82,8 @@ class DivotLLMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.var_min <= 0 or self.var_scale <= 0:
             raise ValueError(f"var_min and var_scale must be > 0, got {self.var_min}, {self.var_scale}")
+        if self.sequence_format not in ("reference", "pieces"):
+            raise ValueError(f"sequence_format must be 'reference' or 'pieces', got {self.sequence_format!r}")
         if self.base is not None and self.base.hidden_size != self.hidden_size:
             raise ValueError(f"base.hidden_size {self.base.hidden_size} != hidden_size {self.hidden_size}")
 

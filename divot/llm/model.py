@@ -35,7 +35,7 @@ from divot.llm.config import LLM_PRESETS, DivotLLMConfig, llm_preset
 from divot.llm.generation import DivotGenerationMixin
 from divot.llm.gmm import GMMHead
 from divot.llm.masks import build_attention_mask_4d, rebase_additive
-from divot.llm.tokens import DivotTokenIds, add_special_tokens, resize_embeddings
+from divot.llm.tokens import DivotTokenIds, add_special_tokens, resize_embeddings, save_text_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +125,23 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.llm.save_pretrained(directory / LLM_SUBDIR)
-        self.tokenizer.save_pretrained(directory / LLM_SUBDIR)
+        save_text_tokenizer(self.tokenizer, directory / LLM_SUBDIR)
         save_state_dict(self.state_dict_for_saving(), directory / WEIGHTS_NAME)
         payload = {"model_type": self.model_type, **config_to_dict(self.config)}
         atomic_write_text(directory / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
         logger.info("saved DivotLLM to %s", directory)
         return directory
+
+    @classmethod
+    def load_config(cls, directory: str | Path) -> DivotLLMConfig:
+        """The saved config; one saved before ``sequence_format`` existed was trained on the "pieces" encoding."""
+        config_path = Path(directory) / CONFIG_NAME
+        saved = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        config = super().load_config(directory)
+        if "sequence_format" not in saved:
+            logger.info("%s has no sequence_format: using 'pieces', the encoding it was trained with", config_path)
+            config.sequence_format = "pieces"
+        return config
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,

@@ -13,23 +13,52 @@ last hidden states predict the clip tokens through the GMM head), and the clip t
 | ``generation_instruction``| <s>[INST] {template} caption [/INST]\\n <vid> clip </vid> </s>        | <vid>, </vid>, </s>|
 | ``story``                 | <s>[INST] instruction [/INST]\\n text1 <vid> clip1 </vid> ... </s>    | texts, <vid>, </vid>, </s> |
 
-A clip is ``<frame>`` + q frame tokens + ``</frame>``; those q + 2 positions never carry a label. Text pieces are
-tokenized separately (no special tokens added) and the Divot tokens inserted by id, so labels line up exactly.
+A clip is ``<frame>`` + q frame tokens + ``</frame>``; those q + 2 positions never carry a label.
+
+How the text is split into tokenizer calls matters: sentencepiece gives a ``▁`` piece before a special token that
+follows a space, and (``legacy=False``) no ``▁`` to a word that follows a special token. Two encodings exist:
+
+- ``"reference"`` (the default; the released weights): every piece of text is built as the reference builds it
+  and encoded in one call, V(n) = ``<vid>`` + clips + ``</vid>`` with no spaces (``enc(s)`` = ``tokenizer(s,
+  add_special_tokens=False)``):
+
+  - caption: ``[bos] + enc(V(n)) + enc(caption) + [eos]``
+  - generation: ``[bos] + enc(caption) + enc(V(1)) + [eos]``
+  - qa: ``[bos] + enc("[INST] " + V(n) + q1 + " [/INST]\\n") + enc(a1)``, each later turn ``+ enc("\\n[INST] "
+    + q + " [/INST]\\n") + enc(a)``, then ``+ [eos]``; the prompt is the first turn without its answer
+  - generation instruction: ``[bos] + enc("[INST] " + template + " " + caption + " [/INST]\\n") + enc(V(1)) +
+    [eos]``
+  - story (the reference's story fine-tuning was not released; it follows the generation instruction):
+    ``[bos] + enc("[INST] " + instruction + " [/INST]\\n")`` + ``enc(text_i) + enc(V(1))`` per segment + ``[eos]``
+- ``"pieces"``: ``[INST]``, each video and ``" question [/INST]\\n"`` encoded separately, later turns without
+  the ``"\\n"``. Models this toolkit trained before the reference encoding (the bundled ``shapes-tiny``) were
+  trained on it; a saved Divot-LLM config without ``sequence_format`` loads with it.
+
+User text (questions, captions, answers, instructions, templates) must not contain Divot tokens such as
+``<vid>`` or ``<frame_00003>``: the tokenizer would read them as tokens, so they are rejected with a clear error.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 import torch
 
 from divot.constants import IGNORE_INDEX
 from divot.llm.masks import build_attention_mask_4d
-from divot.llm.tokens import DivotTokenIds
+from divot.llm.tokens import DivotTokenIds, video_text
 
 GENERATION_TEMPLATES = ("Generate a video of", "Show me a video of", "Please create a video of")
 INST_START, INST_END = "[INST]", " [/INST]\n"  # Mistral-Instruct
+SEQUENCE_FORMATS = ("reference", "pieces")
+# The QA prompt of each encoding, as summaries record it (enc = one tokenizer call, V(n) = the video block).
+QA_PROMPT_ENCODINGS = {
+    "reference": '[bos] + enc("[INST] " + V(n) + question + " [/INST]\\n")',
+    "pieces": '[bos] + enc("[INST]") + V(n) + enc(" " + question + " [/INST]\\n")',
+}
+DIVOT_TOKEN_PATTERN = re.compile(r"</?(?:img|vid|frame)>|<frame_\d{5}>")
 
 
 @dataclass
@@ -45,6 +74,27 @@ class LLMSample:
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+
+@dataclass
+class _Text:
+    """Text encoded in one call; ``label``: its ids are targets."""
+
+    text: str
+    label: bool = False
+
+
+@dataclass
+class _Video:
+    """``before + V(n) + after`` encoded in one call (``before`` / ``after`` are prompt text, never labelled).
+    ``role``: "cmp" (clip tokens replace the frame tokens) or "gen" (frame tokens are GMM queries);
+    ``label_markers``: ``<vid>`` and ``</vid>`` are targets."""
+
+    clips: torch.Tensor
+    role: str
+    before: str = ""
+    after: str = ""
+    label_markers: bool = False
 
 
 @dataclass
@@ -64,21 +114,33 @@ class _Parts:
 
 
 class SequenceBuilder:
-    """Builds ``LLMSample``s for one tokenizer and clip size (q queries of d values)."""
+    """Builds ``LLMSample``s for one tokenizer and clip size (q queries of d values).
 
-    def __init__(self, tokenizer, num_queries: int, token_dim: int, max_length: int | None = None):
+    ``sequence_format``: "reference" (the released weights' encoding, the default) or "pieces" (see the module
+    docstring); ``from_config`` takes it from the Divot-LLM config."""
+
+    def __init__(self, tokenizer, num_queries: int, token_dim: int, max_length: int | None = None,
+                 sequence_format: str = "reference"):
+        if sequence_format not in SEQUENCE_FORMATS:
+            raise ValueError(f"unknown sequence_format {sequence_format!r}; choose from {list(SEQUENCE_FORMATS)}")
         self.tokenizer = tokenizer
         self.ids = DivotTokenIds.from_tokenizer(tokenizer)
         self.num_queries, self.token_dim, self.max_length = num_queries, token_dim, max_length
+        self.sequence_format = sequence_format
         self._clip_ids = self.ids.clip(num_queries)
 
     @classmethod
     def from_config(cls, tokenizer, config, max_length: int | None = None) -> SequenceBuilder:
-        return cls(tokenizer, config.num_queries, config.token_dim, max_length)
+        return cls(tokenizer, config.num_queries, config.token_dim, max_length,
+                   getattr(config, "sequence_format", "reference"))
+
+    @property
+    def reference(self) -> bool:
+        return self.sequence_format == "reference"
 
     # -- pieces -------------------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
-        """Text -> ids, no special tokens added."""
+        """Text -> ids, no special tokens added (one tokenizer call)."""
         return list(self.tokenizer(text, add_special_tokens=False).input_ids) if text else []
 
     def _clips(self, clips: torch.Tensor | None, what: str) -> torch.Tensor:
@@ -91,6 +153,17 @@ class SequenceBuilder:
                              f"got {tuple(clips.shape)}")
         return clips.detach().float().cpu()
 
+    @staticmethod
+    def _plain(what: str, text: str) -> str:
+        """``text`` unchanged; a ``ValueError`` if it is not a string or holds a Divot token."""
+        if not isinstance(text, str):
+            raise TypeError(f"{what} must be a string, got {type(text).__name__}")
+        found = DIVOT_TOKEN_PATTERN.search(text)
+        if found:
+            raise ValueError(f"{what} contains {found.group()!r}, a Divot token: it would be read as a token, "
+                             f"not as text; remove it")
+        return text
+
     def _video(self, parts: _Parts, clips: torch.Tensor, role: str, label_markers: bool) -> None:
         """``<vid>`` + one clip per row + ``</vid>``; role "cmp" (replaced) or "gen" (queries)."""
         q = self.num_queries
@@ -101,6 +174,36 @@ class SequenceBuilder:
             parts.add([self._clip_ids[-1]], False)
             (parts.cmp_clips if role == "cmp" else parts.gen_clips).append(clip)
         parts.add([self.ids.vid_end], label_markers)
+
+    def _add_video(self, parts: _Parts, seg: _Video) -> None:
+        """Encode ``before + V(n) + after`` in one call and mark the clip positions (checked, not assumed)."""
+        n = seg.clips.shape[0]
+        ids = self.encode(seg.before + video_text(n, self.num_queries) + seg.after)
+        block = [self.ids.vid_start, *self._clip_ids * n, self.ids.vid_end]
+        start = ids.index(self.ids.vid_start) if self.ids.vid_start in ids else -1
+        if start < 0 or ids[start : start + len(block)] != block or ids.count(self.ids.vid_start) != 1:
+            raise ValueError(f"the tokenizer does not keep the video block intact in {seg.before!r} + <vid> ... "
+                             f"</vid> + {seg.after!r}: are the Divot tokens added to it as special tokens?")
+        parts.add(ids[:start], False)
+        self._video(parts, seg.clips, seg.role, seg.label_markers)
+        parts.add(ids[start + len(block):], False)
+
+    def _build(self, segments: list, eos: bool) -> LLMSample:
+        parts = _Parts()
+        parts.add([self.ids.bos], False)
+        for seg in segments:
+            if isinstance(seg, _Video):
+                if self.reference:
+                    self._add_video(parts, seg)
+                else:
+                    parts.add(self.encode(seg.before), False)
+                    self._video(parts, seg.clips, seg.role, seg.label_markers)
+                    parts.add(self.encode(seg.after), False)
+            else:
+                parts.add(self.encode(seg.text), seg.label)
+        if eos:
+            parts.add([self.ids.eos], True)
+        return self._finish(parts)
 
     def _finish(self, parts: _Parts) -> LLMSample:
         n = len(parts.ids)
@@ -116,40 +219,49 @@ class SequenceBuilder:
             gen_clips=torch.stack(parts.gen_clips) if parts.gen_clips else empty,
         )
 
+    # -- the instruction texts of each encoding ---------------------------------------------------------------
+    def _instruction(self, text: str) -> str:
+        """``[INST] text [/INST]\\n`` (one text, e.g. a generation or story instruction)."""
+        return f"{INST_START} {text}{INST_END}"
+
+    def _qa_turns(self, clips: torch.Tensor | None, turns: list[tuple[str, str]], what: str) -> list:
+        """The segments of QA turns; the video opens the first turn. An answer of "" adds nothing."""
+        segments: list = []
+        for i, (question, answer) in enumerate(turns):
+            question = self._plain(f"{what}: question {i + 1}", question)
+            answer = self._plain(f"{what}: answer {i + 1}", answer)
+            video = i == 0 and clips is not None
+            if self.reference:
+                head = f"{INST_START} " if i == 0 else f"\n{INST_START} "
+                if video:
+                    segments.append(_Video(self._clips(clips, what), "cmp", before=head, after=question + INST_END))
+                else:
+                    segments.append(_Text(head + question + INST_END))
+            else:
+                segments.append(_Text(INST_START))
+                if video:
+                    segments.append(_Video(self._clips(clips, what), "cmp"))
+                segments.append(_Text(f" {question}{INST_END}"))
+            segments.append(_Text(answer, label=True))
+        return segments
+
     # -- training formats ---------------------------------------------------------------------------------
     def caption(self, clips: torch.Tensor, caption: str) -> LLMSample:
         """Caption pretraining: ``<s> <vid> clips </vid> caption </s>``; labels caption + ``</s>``."""
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        self._video(p, self._clips(clips, "caption"), "cmp", False)
-        p.add(self.encode(caption), True)
-        p.add([self.ids.eos], True)
-        return self._finish(p)
+        return self._build([_Video(self._clips(clips, "caption"), "cmp"),
+                            _Text(self._plain("caption", caption), label=True)], eos=True)
 
     def generation(self, caption: str, clips: torch.Tensor) -> LLMSample:
         """Generation pretraining: ``<s> caption <vid> clip </vid> </s>``; label ``</s>``, GMM on the clip."""
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        p.add(self.encode(caption), False)
-        self._video(p, self._clips(clips, "generation"), "gen", False)
-        p.add([self.ids.eos], True)
-        return self._finish(p)
+        return self._build([_Text(self._plain("caption", caption)),
+                            _Video(self._clips(clips, "generation"), "gen")], eos=True)
 
     def qa(self, clips: torch.Tensor | None, turns: list[tuple[str, str]]) -> LLMSample:
-        """QA instruction tuning (multi-turn): ``<s>[INST] <vid> clips </vid> q1 [/INST]\\n a1 [INST] q2
+        """QA instruction tuning (multi-turn): ``<s>[INST] <vid> clips </vid> q1 [/INST]\\n a1 \\n[INST] q2
         [/INST]\\n a2 ... </s>``; labels the answers and the final ``</s>``. The video opens the first turn."""
         if not turns:
             raise ValueError("qa: expected at least one (question, answer) turn, got none")
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        for i, (question, answer) in enumerate(turns):
-            p.add(self.encode(INST_START), False)
-            if i == 0 and clips is not None:
-                self._video(p, self._clips(clips, "qa"), "cmp", False)
-            p.add(self.encode(f" {question}{INST_END}"), False)
-            p.add(self.encode(answer), True)
-        p.add([self.ids.eos], True)
-        return self._finish(p)
+        return self._build(self._qa_turns(clips, list(turns), "qa"), eos=True)
 
     def generation_instruction(self, caption: str, clips: torch.Tensor, template: str | None = None,
                                rng: random.Random | None = None) -> LLMSample:
@@ -157,12 +269,10 @@ class SequenceBuilder:
         labels ``<vid>``, ``</vid>``, ``</s>``; GMM on the clip. ``template`` defaults to a random one of
         ``GENERATION_TEMPLATES`` drawn from ``rng``."""
         template = template if template is not None else (rng or random).choice(GENERATION_TEMPLATES)
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        p.add(self.encode(f"{INST_START} {template} {caption}{INST_END}"), False)
-        self._video(p, self._clips(clips, "generation_instruction"), "gen", True)
-        p.add([self.ids.eos], True)
-        return self._finish(p)
+        text = f"{self._plain('template', template)} {self._plain('caption', caption)}"
+        return self._build([_Text(self._instruction(text)),
+                            _Video(self._clips(clips, "generation_instruction"), "gen", label_markers=True)],
+                           eos=True)
 
     def story(self, instruction: str, texts: list[str], clips: torch.Tensor) -> LLMSample:
         """Story: ``<s>[INST] instruction [/INST]\\n text1 <vid> clip1 </vid> text2 <vid> clip2 </vid> ...
@@ -170,49 +280,34 @@ class SequenceBuilder:
         clips = self._clips(clips, "story")
         if len(texts) != clips.shape[0]:
             raise ValueError(f"story: expected one clip per text, got {len(texts)} texts and {clips.shape[0]} clips")
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        p.add(self.encode(f"{INST_START} {instruction}{INST_END}"), False)
-        for text, clip in zip(texts, clips, strict=True):
-            p.add(self.encode(text), True)
-            self._video(p, clip[None], "gen", True)
-        p.add([self.ids.eos], True)
-        return self._finish(p)
+        segments: list = [_Text(self._instruction(self._plain("story: instruction", instruction)))]
+        for i, (text, clip) in enumerate(zip(texts, clips, strict=True)):
+            segments += [_Text(self._plain(f"story: text {i + 1}", text), label=True),
+                         _Video(clip[None], "gen", label_markers=True)]
+        return self._build(segments, eos=True)
 
     # -- inference prompts (no labels, no eos) ------------------------------------------------------------
     def qa_prompt(self, clips: torch.Tensor | None, question: str) -> LLMSample:
         """``<s>[INST] <vid> clips </vid> question [/INST]\\n``: the model continues with the answer."""
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        p.add(self.encode(INST_START), False)
-        if clips is not None:
-            self._video(p, self._clips(clips, "qa_prompt"), "cmp", False)
-        p.add(self.encode(f" {question}{INST_END}"), False)
-        return self._finish(p)
+        return self._build(self._qa_turns(clips, [(question, "")], "qa_prompt"), eos=False)
 
     def story_prompt(self, instruction: str) -> LLMSample:
         """``<s>[INST] instruction [/INST]\\n``: the model continues with text1 ``<vid>`` ... (the story row)."""
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        p.add(self.encode(f"{INST_START} {instruction}{INST_END}"), False)
-        return self._finish(p)
+        return self._build([_Text(self._instruction(self._plain("story instruction", instruction)))], eos=False)
 
     def caption_prompt(self, clips: torch.Tensor) -> LLMSample:
         """``<s> <vid> clips </vid>``: the model continues with a caption (the pretraining format)."""
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        self._video(p, self._clips(clips, "caption_prompt"), "cmp", False)
-        return self._finish(p)
+        return self._build([_Video(self._clips(clips, "caption_prompt"), "cmp")], eos=False)
 
     def generation_prompt(self, caption: str, template: str | None = GENERATION_TEMPLATES[0],
                           instruct: bool = True) -> LLMSample:
         """``<s>[INST] {template} caption [/INST]\\n`` (or ``<s> caption`` with ``instruct=False``, the
         pretraining format); the model continues with ``<vid>`` and the clip."""
-        p = _Parts()
-        p.add([self.ids.bos], False)
-        text = f"{INST_START} {template + ' ' if template else ''}{caption}{INST_END}" if instruct else caption
-        p.add(self.encode(text), False)
-        return self._finish(p)
+        caption = self._plain("caption", caption)
+        if not instruct:
+            return self._build([_Text(caption)], eos=False)
+        text = f"{self._plain('template', template) + ' ' if template else ''}{caption}"
+        return self._build([_Text(self._instruction(text))], eos=False)
 
 
 class LLMCollator:

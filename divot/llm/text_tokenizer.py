@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from divot.llm.tokens import add_special_tokens
+from divot.llm.tokens import add_special_tokens, save_text_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def train_text_tokenizer(texts: Iterable[str], out_dir: str | Path | None = None
     if add_divot_tokens:
         add_special_tokens(tokenizer)
     if out_dir is not None:
-        tokenizer.save_pretrained(str(out_dir))
+        save_text_tokenizer(tokenizer, out_dir)
         logger.info("saved a %d-token text tokenizer to %s", len(tokenizer), out_dir)
     return tokenizer
 

@@ -134,3 +134,25 @@ def video_text(num_clips: int, num_queries: int) -> str:
 def image_text(num_queries: int) -> str:
     """``<img>`` + one clip + ``</img>``."""
     return IMG_START + clip_text(num_queries) + IMG_END
+
+
+def save_text_tokenizer(tokenizer, directory) -> None:
+    """``tokenizer.save_pretrained(directory)``, keeping its sentencepiece ``legacy`` mode.
+
+    transformers (5.x) reads ``legacy`` from ``tokenizer_config.json`` but does not write it back, so a legacy
+    Mistral tokenizer saved and reloaded would silently encode text after a special token without its ``▁``
+    (a different token sequence from the one the model was trained on). The flag is written back here."""
+    import json
+    from pathlib import Path
+
+    from divot.hub import atomic_write_text
+
+    tokenizer.save_pretrained(str(directory))
+    legacy = getattr(tokenizer, "legacy", None)
+    path = Path(directory) / "tokenizer_config.json"
+    if legacy is None or not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    if config.get("legacy") != legacy:
+        config["legacy"] = bool(legacy)
+        atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from divot.chat.generation_defaults import PUBLISHED, GenerationDefaults
 from divot.cli import main
 from divot.diffusion import Detokenizer, DetokenizerConfig, detokenizer_preset
 from divot.diffusion.vae import decode_latents
@@ -102,9 +103,13 @@ def test_convert_cli_and_reference_decode_match_golden(golden_dir, golden_schedu
     (tmp_path / "ref.json").write_text(json.dumps({
         "unet": det_cfg["unet"], "image_proj_model": det_cfg["image_proj_model"], "ddconfig": vae_cfg["ddconfig"],
         "scale_factor": vae_cfg["scale_factor"], "frame_size": latent * down}))
-    out = tmp_path / "detok"
+    out = tmp_path / "model" / "detokenizer"  # the detokenizer/ of a model directory
     assert main(["convert", "detokenizer", "--ckpt", str(tmp_path / "Divot_detokenizer_stage2.bin"),
                  "--tokenizer", str(tok_dir), "--config", str(tmp_path / "ref.json"), "--out", str(out)]) == 0
+    # the published generation settings go to the model directory's root, where Divot.from_pretrained reads them
+    assert GenerationDefaults.load(tmp_path / "model" / "generation.json") == PUBLISHED
+    assert (PUBLISHED.guidance_scale, PUBLISHED.guidance_rescale) == (REFERENCE_GUIDANCE, REFERENCE_GUIDANCE_RESCALE)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     detok = Detokenizer.from_pretrained(out).eval()
     # The golden run's settings that a converted checkpoint does not carry (the converter keeps the paper's
     # 16 frames, fs 3 and schedule): from the golden tensors and the JSON's schedule block.

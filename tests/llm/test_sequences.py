@@ -6,14 +6,15 @@ import torch
 from divot.constants import IGNORE_INDEX
 from divot.llm import GENERATION_TEMPLATES, LLMCollator, SequenceBuilder
 from divot.llm.masks import allowed_attention
+from divot.llm.tokens import video_text
 from tests.llm.conftest import clips
 
 Q, D = 16, 32
 
 
-@pytest.fixture()
-def b(tokenizer):
-    return SequenceBuilder(tokenizer, Q, D)
+@pytest.fixture(params=["reference", "pieces"])
+def b(tokenizer, request):
+    return SequenceBuilder(tokenizer, Q, D, sequence_format=request.param)
 
 
 def labelled(b, sample) -> list[int]:
@@ -56,16 +57,32 @@ def test_generation_pretraining_labels_eos_only(b):
 
 
 def test_qa_multi_turn(b):
-    s = b.qa(clips(3), [("what colour is the object?", "red"), ("what shape is the red object?", "circle")])
+    v = clips(3)
+    turns = [("what colour is the object?", "red"), ("what shape is the red object?", "circle")]
+    s = b.qa(v, turns)
     check_common(b, s, n_cmp=3, n_gen=0)
     assert labelled(b, s) == b.encode("red") + b.encode("circle") + [b.ids.eos]
     text = b.tokenizer.decode(s.input_ids)
     assert text.count("[INST]") == 2 and text.count("[/INST]\n") == 2
-    # The video comes right after the first [INST].
-    inst = b.encode("[INST]")
-    assert s.input_ids[1 : 1 + len(inst)].tolist() == inst and s.input_ids[1 + len(inst)] == b.ids.vid_start
+    video = [b.ids.vid_start, *b.ids.clip(Q) * 3, b.ids.vid_end]
+    if b.sequence_format == "reference":  # one call per turn, "\n" before a later [INST] (DESIGN section 6)
+        want = (b.encode("[INST] " + video_text(3, Q) + turns[0][0] + " [/INST]\n") + b.encode("red")
+                + b.encode("\n[INST] " + turns[1][0] + " [/INST]\n") + b.encode("circle"))
+    else:  # [INST], the video and " question [/INST]\n" encoded separately
+        want = (b.encode("[INST]") + video + b.encode(" " + turns[0][0] + " [/INST]\n") + b.encode("red")
+                + b.encode("[INST]") + b.encode(" " + turns[1][0] + " [/INST]\n") + b.encode("circle"))
+    assert s.input_ids.tolist() == [b.ids.bos] + want + [b.ids.eos]
     with pytest.raises(ValueError, match="at least one"):
         b.qa(clips(1), [])
+
+
+def test_divot_tokens_in_text_are_rejected(b):
+    with pytest.raises(ValueError, match="question 1 contains '<vid>'"):
+        b.qa_prompt(clips(1), "what is <vid> here?")
+    with pytest.raises(ValueError, match="caption contains '<frame_00003>'"):
+        b.caption(clips(1), "a <frame_00003> circle")
+    with pytest.raises(ValueError, match="unknown sequence_format"):
+        SequenceBuilder(b.tokenizer, Q, D, sequence_format="chat")
 
 
 def test_generation_instruction_random_template(b):

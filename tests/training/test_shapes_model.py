@@ -1,6 +1,7 @@
 """train/shapes_model.py: which runs its second phases continue, and when they are skipped."""
 
 import pytest
+import torch
 
 from train import shapes_model
 
@@ -66,3 +67,23 @@ def test_the_record_names_the_commit_and_the_machine():
     git, machine = shapes_model._git_commit(), shapes_model._machine()
     assert git["commit"] is None or len(git["commit"]) == 40
     assert machine["cpu_count"] >= 1 and machine["torch"] and machine["python"]
+
+
+def test_the_assembled_model_carries_the_demo_generation_settings(tmp_path, monkeypatch):
+    """The assemble stage (every training stage already finished) writes generation.json: what the demo renders
+    with, so ``divot generate`` on the built model uses the same settings."""
+    from divot.chat.generation_defaults import SHAPES_DEMO, GenerationDefaults
+
+    work, out = tmp_path / "work", tmp_path / "model"
+    for folder in ("data/train", "data/held_out", "data/stories_train", "data/stories_held_out"):
+        (work / folder).mkdir(parents=True)
+        (work / folder / "summary.json").write_text("{}")
+    for part in ("t1/tokenizer", "t1/detokenizer", "t2/detokenizer", "llm/model", "story/model"):
+        (work / part).mkdir(parents=True)
+        (work / part / "config.json").write_text("{}")
+    monkeypatch.setattr(shapes_model, "build_token_cache", lambda *args, **kwargs: None)
+    monkeypatch.setattr(shapes_model.VideoTokenizer, "from_pretrained", lambda path: torch.nn.Identity())
+    shapes_model.build(out, work, quick=True)
+    assert sorted(p.name for p in out.iterdir()) == ["detokenizer", "generation.json", "llm", "story_llm",
+                                                     "tokenizer", "training.json"]
+    assert GenerationDefaults.load(out / "generation.json") == SHAPES_DEMO
