@@ -52,14 +52,17 @@ class Divot:
 
     def __init__(self, tokenizer, llm, detokenizer=None, story_llm=None,
                  generation_defaults: GenerationDefaults | None = None):
-        check_token_shapes(tokenizer, llm, detokenizer)
+        self._detokenizer = Path(detokenizer) if isinstance(detokenizer, (str, Path)) else detokenizer
+        self._detokenizer_device = None
+        check_token_shapes(tokenizer, llm, self._detokenizer_shapes())
         if llm.tokenizer is None:
             raise ValueError("the DivotLLM has no text tokenizer: build it with one (from_pretrained / from_preset)")
         from divot.llm.sequences import SequenceBuilder
 
         self.tokenizer = tokenizer.eval()
         self.llm = llm.eval()
-        self.detokenizer = detokenizer.eval() if detokenizer is not None else None
+        if isinstance(self._detokenizer, torch.nn.Module):
+            self._detokenizer.eval()
         self.builder = SequenceBuilder.from_config(llm.tokenizer, llm.config)
         self._story_llm = story_llm  # a DivotLLM, a directory (loaded on first use) or None (use llm)
         self._llm_dtype = None
@@ -95,7 +98,6 @@ class Divot:
         tokenizer and de-tokenizer stay float32 (their numerics need it; the tokenizer autocasts on its own).
         ``story_llm``: a story fine-tuned Divot-LLM directory, loaded when ``tell_story`` first needs it.
         ``generation_defaults``: the video generation settings (default: the library's, ``LIBRARY_DEFAULTS``)."""
-        from divot.diffusion import Detokenizer
         from divot.llm import DivotLLM
         from divot.tokenizer import VideoTokenizer
 
@@ -106,11 +108,12 @@ class Divot:
         model = cls(
             VideoTokenizer.from_pretrained(tokenizer, device=device),
             DivotLLM.from_pretrained(llm, device=device, dtype=dtype),
-            Detokenizer.from_pretrained(detokenizer, device=device) if detokenizer is not None else None,
+            Path(detokenizer) if detokenizer is not None else None,  # loaded when something first renders
             Path(story_llm) if story_llm is not None else None,
             generation_defaults,
         )
         model._llm_dtype = dtype
+        model._detokenizer_device = device
         return model
 
     @classmethod
@@ -146,7 +149,7 @@ class Divot:
         directory = Path(directory)
         self.tokenizer.save_pretrained(directory / "tokenizer")
         self.llm.save_pretrained(directory / "llm")
-        if self.detokenizer is not None:
+        if self._detokenizer is not None:
             self.detokenizer.save_pretrained(directory / "detokenizer")
         if self._story_llm is not None:
             self.story_llm.save_pretrained(directory / STORY_PART)
@@ -155,10 +158,43 @@ class Divot:
 
     def to(self, device: str | torch.device) -> Divot:
         """Move every part to ``device``; returns self."""
-        for part in (self.tokenizer, self.llm, self.detokenizer, self._story_llm):
+        for part in (self.tokenizer, self.llm, self._detokenizer, self._story_llm):
             if isinstance(part, torch.nn.Module):
                 part.to(device)
+        self._detokenizer_device = device
         return self
+
+    @property
+    def detokenizer(self):
+        """The de-tokenizer, or None when the model has none. A ``detokenizer/`` directory is loaded the first
+        time something renders: asking, captioning, chat and evaluation never read it (nor its 6 GB at paper
+        size), and a damaged one stops only rendering, with an error naming it."""
+        if isinstance(self._detokenizer, Path):
+            from divot.diffusion import Detokenizer
+
+            path = self._detokenizer
+            try:
+                detokenizer = Detokenizer.from_pretrained(path, device=self._detokenizer_device)
+            except Exception as err:  # a damaged file: name it, whatever the reader raised
+                raise ValueError(f"cannot load the de-tokenizer from {path}: {type(err).__name__}: {err}") from err
+            check_token_shapes(self.tokenizer, self.llm, detokenizer)
+            self._detokenizer = detokenizer.eval()
+        return self._detokenizer
+
+    def _detokenizer_shapes(self):
+        """What ``check_token_shapes`` needs of the de-tokenizer without loading its weights (None: none)."""
+        if isinstance(self._detokenizer, Path):
+            from types import SimpleNamespace
+
+            from divot.diffusion import Detokenizer
+
+            try:
+                return SimpleNamespace(config=Detokenizer.load_config(self._detokenizer))
+            except (FileNotFoundError, ValueError, TypeError, KeyError) as err:
+                logger.warning("the de-tokenizer in %s cannot be read (%s): rendering will fail", self._detokenizer,
+                               err)
+                return None
+        return self._detokenizer
 
     @property
     def story_llm(self):
@@ -169,7 +205,7 @@ class Divot:
             from divot.llm import DivotLLM
 
             story = DivotLLM.from_pretrained(self._story_llm, device=self.device, dtype=self._llm_dtype)
-            check_token_shapes(self.tokenizer, story, self.detokenizer)
+            check_token_shapes(self.tokenizer, story, self._detokenizer_shapes())
             self._story_llm = story.eval()
         return self._story_llm
 
