@@ -17,12 +17,12 @@ from divot.chat.bundled import ASSETS_DIR
 BUNDLE = ASSETS_DIR / "shapes-tiny"
 FRESH_SEED = 4242  # chose nothing
 NUM_CLIPS = 100
-# Measured on the rebuilt bundle (2026-12-03): multiple choice 0.913 [0.892-0.937] on 600 fresh held-out clips
-# (seed 2026); this test's own 100 clips gave caption colour 1.00, shape 0.89 (95% interval about 0.83-0.95),
-# multiple choice 0.92. A 100-clip draw of an accuracy p has a standard deviation of sqrt(p (1 - p) / 100)
-# (about 0.03 at 0.9), so multiple choice sits two of those under the 600-clip interval's lower end; caption
-# shape, not yet measured on 600 clips for this bundle, sits under its 100-clip interval's lower end.
-MIN_CAPTION_SHAPE = 0.80
+# Measured on the rebuilt bundle (2026-12-03) on 600 fresh held-out clips (seed 2026): multiple choice 0.913
+# [0.892-0.937], caption shape 0.855 [0.827-0.883], colour 1.00 (benchmarks/results/bundle_test600*.json); this
+# test's own 100 clips gave caption colour 1.00, shape 0.89, multiple choice 0.92. A 100-clip draw of an accuracy
+# p has a standard deviation of sqrt(p (1 - p) / 100) (0.03 at 0.9, 0.035 at 0.855), so each threshold sits two
+# of those under the 600-clip interval's lower end.
+MIN_CAPTION_SHAPE = 0.75
 MIN_CAPTION_COLOUR = 0.95
 MIN_MULTIPLE_CHOICE = 0.83
 
