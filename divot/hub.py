@@ -72,8 +72,10 @@ def check_keys(missing: list[str], unexpected: list[str], where: str) -> None:
     raise ValueError(f"{where}: state dict does not match the model; " + "; ".join(parts))
 
 
-def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict`` that raises a readable error naming every gap, and checks shapes."""
+def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], where: str,
+                          assign: bool = False) -> None:
+    """``load_state_dict`` that raises a readable error naming every gap, and checks shapes. ``assign``: adopt
+    the given tensors instead of copying into the module's (for a module built without memory, on ``meta``)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -82,7 +84,11 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: dict[str, torch.
            for k, v in state_dict.items() if tuple(own[k].shape) != tuple(v.shape)]
     if bad:
         raise ValueError(f"{where}: shape mismatch for {len(bad)} tensor(s): " + "; ".join(bad[:20]))
-    module.load_state_dict(state_dict, strict=True)
+    module.load_state_dict(state_dict, strict=True, assign=assign)
+    if assign:
+        left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        if left:
+            raise ValueError(f"{where}: tensors not in the file stayed uninitialised: {left[:10]}")
 
 
 class PretrainedMixin:
@@ -129,14 +135,20 @@ class PretrainedMixin:
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no {WEIGHTS_NAME} in {directory}")
-        model = cls(config)
-        model.load_saved_state_dict(load_file(str(weights)), where=str(weights))
+        # Parameters are created on the meta device (no memory, no random initialisation) and then adopt the
+        # file's tensors: one copy of the weights, never two. Buffers are built as usual (some are constants that
+        # the file does not hold).
+        from accelerate import init_empty_weights
+
+        with init_empty_weights(include_buffers=False):
+            model = cls(config)
+        model.load_saved_state_dict(load_file(str(weights)), where=str(weights), assign=True)
         if device is not None or dtype is not None:
             model.to(device=device, dtype=dtype)
         return model
 
-    def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str) -> None:
-        load_state_dict_strict(self, state_dict, where)
+    def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str, assign: bool = False) -> None:
+        load_state_dict_strict(self, state_dict, where, assign)
 
     @classmethod
     def from_pretrained_or_preset(cls, spec: str | Path, device: str | torch.device | None = None,

@@ -183,8 +183,8 @@ class Detokenizer(PretrainedMixin, nn.Module):
                 cache = self._uncond_cache = self.condition(self.uncond_tokens)
         return cache
 
-    def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str) -> None:
-        super().load_saved_state_dict(state_dict, where)
+    def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str, assign: bool = False) -> None:
+        super().load_saved_state_dict(state_dict, where, assign)
         self._uncond_cache = None
 
     def context(self, tokens: torch.Tensor) -> torch.Tensor:
