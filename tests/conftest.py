@@ -82,12 +82,10 @@ def shapes_video(tmp_path_factory) -> Path:
     return write_video(frames, tmp_path_factory.mktemp("videos") / "red_circle.mp4")
 
 
-@pytest.fixture(scope="session")
-def mistral_tokenizer_factory(tmp_path_factory):
-    """``make(legacy) -> tokenizer``: Mistral-7B's real sentencepiece tokenizer (from the ``mistral-common`` wheel,
-    ``divot.llm.mistral_spm``) with the 262 Divot tokens, in sentencepiece ``legacy`` mode or not; built once per
-    mode. Without network and without the wheel cached: skip, or fail in CI."""
-    from divot.llm.mistral_spm import build_mistral_tokenizer, mistral_spm_path
+def require_mistral_spm() -> None:
+    """Mistral's ``tokenizer.model`` (``divot.llm.mistral_spm``), fetched if need be; without network and without
+    the wheel cached: skip, or fail in CI."""
+    from divot.llm.mistral_spm import mistral_spm_path
 
     try:
         mistral_spm_path()
@@ -95,6 +93,16 @@ def mistral_tokenizer_factory(tmp_path_factory):
         if in_ci():
             pytest.fail(f"Mistral's tokenizer is needed in CI: {err}", pytrace=False)
         pytest.skip(f"Mistral's tokenizer is unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def mistral_tokenizer_factory(tmp_path_factory):
+    """``make(legacy) -> tokenizer``: Mistral-7B's real sentencepiece tokenizer (from the ``mistral-common`` wheel,
+    ``divot.llm.mistral_spm``) with the 262 Divot tokens, in sentencepiece ``legacy`` mode or not; built once per
+    mode. Without network and without the wheel cached: skip, or fail in CI."""
+    from divot.llm.mistral_spm import build_mistral_tokenizer
+
+    require_mistral_spm()
     built = {}
 
     def make(legacy: bool):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.conftest import in_ci
+from tests.conftest import require_mistral_spm
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -180,14 +180,7 @@ def test_the_tiny_rehearsal_runs_every_step(tmp_path):
     """Every step as a child process at tiny size: the real Mistral tokenizer, the converters, ask / eval /
     generate / story; the big files are deleted at the end (no --keep). About 3 minutes on 2 cores (a dozen
     processes, each importing torch, timm and diffusers)."""
-    from divot.llm.mistral_spm import mistral_spm_path
-
-    try:
-        mistral_spm_path()
-    except (FileNotFoundError, ValueError) as err:
-        if in_ci():
-            pytest.fail(f"Mistral's tokenizer is needed in CI: {err}", pytrace=False)
-        pytest.skip(f"Mistral's tokenizer is unavailable: {err}")
+    require_mistral_spm()
     work, out = tmp_path / "work", tmp_path / "result.json"
     code = paper_rehearsal.main(["--size", "tiny", "--work", str(work), "--out", str(out)])
     record = json.loads(out.read_text())

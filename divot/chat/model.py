@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from divot.chat.bundled import DEFAULT_MODEL, resolve_model_path
+from divot.chat.checks import DECODING_KEYS, check_decoding, check_token_shapes, seeded  # noqa: F401
 from divot.chat.generation_defaults import LIBRARY_DEFAULTS, GenerationDefaults
 from divot.chat.video import Video, sparse_clips
 
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 PARTS = ("tokenizer", "llm", "detokenizer")  # subfolders of a Divot directory; the de-tokenizer is optional
 STORY_PART = "story_llm"  # optional subfolder: the story fine-tuned Divot-LLM (train/story.py), used by tell_story
-DECODING_KEYS = ("greedy", "temperature", "top_p", "max_new_tokens")
 
 
 class Divot:
@@ -423,36 +422,3 @@ class Divot:
         if any(out.forced_video):
             settings["forced_video"] = out.forced_video
         return Story(instruction.strip(), out.texts, videos, out.tokens, settings)
-
-
-def check_token_shapes(tokenizer, llm, detokenizer=None) -> None:
-    """Raise a ``ValueError`` naming both sides when the parts disagree on tokens per clip x token width."""
-    tok = (tokenizer.config.num_tokens, tokenizer.config.token_dim)
-    lm = (llm.config.num_queries, llm.config.token_dim)
-    if tok != lm:
-        raise ValueError(f"the tokenizer gives {tok[0]} x {tok[1]} tokens per clip but the LLM expects "
-                         f"{lm[0]} x {lm[1]} (num_queries x token_dim)")
-    if detokenizer is not None:
-        de = (detokenizer.config.num_tokens, detokenizer.config.token_dim)
-        if de != lm:
-            raise ValueError(f"the LLM produces {lm[0]} x {lm[1]} tokens per clip but the de-tokenizer expects "
-                             f"{de[0]} x {de[1]} (num_tokens x token_dim)")
-
-
-def check_decoding(decoding: dict) -> None:
-    """Reject misspelt decoding options (``temprature=``) instead of ignoring them."""
-    unknown = sorted(set(decoding) - set(DECODING_KEYS))
-    if unknown:
-        raise ValueError(f"unknown decoding option(s) {unknown}; expected some of {list(DECODING_KEYS)}")
-
-
-@contextmanager
-def seeded(seed: int | None, device: torch.device):
-    """Seed torch's global generators inside the block only (the state outside is restored); None: no-op."""
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
