@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from divot.config import config_from_dict, config_to_dict
 
@@ -130,22 +130,38 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None):
+        """Load a saved directory strictly. ``dtype``: the floating weights' dtype (None: as saved); ``device``:
+        where they go. The module is built on the meta device and each tensor of the file is read straight into
+        its dtype and device, so loading holds one copy of the weights, never two (see ``load_dtype_rule``)."""
         directory = Path(directory)
         config = cls.load_config(directory)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no {WEIGHTS_NAME} in {directory}")
         # Parameters are created on the meta device (no memory, no random initialisation) and then adopt the
-        # file's tensors: one copy of the weights, never two. Buffers are built as usual (some are constants that
-        # the file does not hold).
+        # file's tensors. Buffers are built as usual (some are constants that the file does not hold).
         from accelerate import init_empty_weights
+
+        from divot.weights_io import load_safetensors
 
         with init_empty_weights(include_buffers=False):
             model = cls(config)
-        model.load_saved_state_dict(load_file(str(weights)), where=str(weights), assign=True)
-        if device is not None or dtype is not None:
-            model.to(device=device, dtype=dtype)
+        state = load_safetensors(weights, model.load_dtype_rule(dtype, device), device,
+                                 on_read=getattr(model, "on_weight_read", None))
+        model.load_saved_state_dict(state, where=str(weights), assign=True)
+        del state
+        if device is not None:
+            model.to(device)  # the buffers the file does not hold
         return model
+
+    def load_dtype_rule(self, dtype, device=None):
+        """How ``from_pretrained`` casts each saved tensor: ``(key, stored dtype) -> dtype``. The default casts
+        every floating tensor to ``dtype`` (None keeps the file's); subclasses may keep parts in float32."""
+        from divot.weights_io import cast_floating
+
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"{type(self).__name__}: dtype must be a floating torch dtype or None, got {dtype!r}")
+        return cast_floating(dtype)
 
     def load_saved_state_dict(self, state_dict: dict[str, torch.Tensor], where: str, assign: bool = False) -> None:
         load_state_dict_strict(self, state_dict, where, assign)

@@ -11,9 +11,10 @@ DECODING_KEYS = ("greedy", "temperature", "top_p", "max_new_tokens")
 
 
 def check_token_shapes(tokenizer, llm, detokenizer=None) -> None:
-    """Raise a ``ValueError`` naming both sides when the parts disagree on tokens per clip x token width."""
-    tok = (tokenizer.config.num_tokens, tokenizer.config.token_dim)
+    """Raise a ``ValueError`` naming both sides when the parts disagree on tokens per clip x token width. A part
+    given as None (absent, or not readable yet) is not checked."""
     lm = (llm.config.num_queries, llm.config.token_dim)
+    tok = (tokenizer.config.num_tokens, tokenizer.config.token_dim) if tokenizer is not None else lm
     if tok != lm:
         raise ValueError(f"the tokenizer gives {tok[0]} x {tok[1]} tokens per clip but the LLM expects "
                          f"{lm[0]} x {lm[1]} (num_queries x token_dim)")

@@ -51,20 +51,20 @@ class Divot:
 
     def __init__(self, tokenizer, llm, detokenizer=None, story_llm=None,
                  generation_defaults: GenerationDefaults | None = None):
-        self._detokenizer = Path(detokenizer) if isinstance(detokenizer, (str, Path)) else detokenizer
-        self._detokenizer_device = None
-        check_token_shapes(tokenizer, llm, self._detokenizer_shapes())
+        self._tokenizer = _as_part("tokenizer", tokenizer)
+        self._detokenizer = _as_part("detokenizer", detokenizer)
+        check_token_shapes(_shapes(self._tokenizer), llm, _shapes(self._detokenizer))
         if llm.tokenizer is None:
             raise ValueError("the DivotLLM has no text tokenizer: build it with one (from_pretrained / from_preset)")
         from divot.llm.sequences import SequenceBuilder
 
-        self.tokenizer = tokenizer.eval()
         self.llm = llm.eval()
-        if isinstance(self._detokenizer, torch.nn.Module):
-            self._detokenizer.eval()
+        for part in (self._tokenizer, self._detokenizer):
+            if isinstance(part, torch.nn.Module):
+                part.eval()
         self.builder = SequenceBuilder.from_config(llm.tokenizer, llm.config)
         self._story_llm = story_llm  # a DivotLLM, a directory (loaded on first use) or None (use llm)
-        self._llm_dtype = None
+        self._llm_options = {}  # how a story_llm directory is loaded: as the LLM was
         if generation_defaults is not None and not isinstance(generation_defaults, GenerationDefaults):
             raise ValueError(f"generation_defaults must be a GenerationDefaults, got {type(generation_defaults)}")
         self.generation_defaults = generation_defaults or LIBRARY_DEFAULTS
@@ -90,13 +90,31 @@ class Divot:
 
     @classmethod
     def from_parts(cls, tokenizer: str | Path, llm: str | Path, detokenizer: str | Path | None = None,
-                   device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-                   story_llm: str | Path | None = None,
-                   generation_defaults: GenerationDefaults | None = None) -> Divot:
-        """From three saved directories (``save_pretrained`` of each model). ``dtype`` applies to the LLM; the
-        tokenizer and de-tokenizer stay float32 (their numerics need it; the tokenizer autocasts on its own).
-        ``story_llm``: a story fine-tuned Divot-LLM directory, loaded when ``tell_story`` first needs it.
-        ``generation_defaults``: the video generation settings (default: the library's, ``LIBRARY_DEFAULTS``)."""
+                   device=None, dtype=None, story_llm: str | Path | None = None,
+                   generation_defaults: GenerationDefaults | None = None, device_map=None,
+                   quantization: str | None = None, offload_detokenizer: bool = False) -> Divot:
+        """From saved directories (``save_pretrained`` of each model). The LLM loads now; the video tokenizer
+        and the de-tokenizer load the first time a call needs them (generating never reads the tokenizer,
+        asking never reads the de-tokenizer).
+
+        Args:
+            device: one device for every part, or ``{"tokenizer": ..., "llm": ..., "detokenizer": ...}`` (e.g.
+                the LLM on "cuda:0" and the de-tokenizer on "cuda:1"); None leaves a part on the CPU.
+            dtype: the LLM's dtype, or ``{part: dtype}``. The tokenizer's default is "auto" (its frozen ViT's
+                matrices in bf16 where bf16 is fast on its device, the rest float32); the de-tokenizer's is the
+                file's (float32). bf16 / fp16 parts run under autocast.
+            device_map: the LLM's ``device_map`` for accelerate ("auto", "balanced", a dict): an LLM larger
+                than one device is spread over several (``device``'s LLM entry is then ignored).
+            quantization: "8bit" or "4bit" loads the LLM through bitsandbytes (``pip install 'divot[quant]'``);
+                its projections, GMM head and output layer stay unquantized.
+            offload_detokenizer: keep the de-tokenizer on the CPU and move each of its modules to its device only
+                while it runs (less GPU memory, slower rendering).
+            story_llm: a story fine-tuned Divot-LLM directory, loaded as the LLM is when ``tell_story`` first
+                needs it.
+            generation_defaults: the video generation settings (default: the library's, ``LIBRARY_DEFAULTS``).
+        """
+        from divot.chat.parts import LazyPart, check_quantization, for_part, parse_dtype
+        from divot.diffusion import Detokenizer
         from divot.llm import DivotLLM
         from divot.tokenizer import VideoTokenizer
 
@@ -104,28 +122,51 @@ class Divot:
                            ("story_llm", story_llm)):
             if path is not None and not Path(path).is_dir():
                 raise FileNotFoundError(f"{what} directory {path} does not exist")
+        check_quantization(quantization)
+        tok_dtype = parse_dtype(dtype.get("tokenizer", "auto") if isinstance(dtype, dict) else "auto",
+                                "tokenizer dtype", allow_auto=True)
+        detok_dtype = parse_dtype(dtype.get("detokenizer") if isinstance(dtype, dict) else None, "detokenizer dtype")
+        llm_options = {"device": for_part(device, "llm", "device"),
+                       "dtype": parse_dtype(for_part(dtype, "llm", "dtype"), "LLM dtype")}
+        if device_map is not None:  # accelerate places the LLM: no single device
+            llm_options["device_map"] = device_map
+            llm_options.pop("device")
+        if quantization is not None:
+            llm_options["quantization"] = quantization
+        detok = None
+        if detokenizer is not None:
+            detok = LazyPart("de-tokenizer", Detokenizer, detokenizer,
+                             device=for_part(device, "detokenizer", "device"), dtype=detok_dtype)
+            if offload_detokenizer:
+                detok.options["offload"] = True
         model = cls(
-            VideoTokenizer.from_pretrained(tokenizer, device=device),
-            DivotLLM.from_pretrained(llm, device=device, dtype=dtype),
-            Path(detokenizer) if detokenizer is not None else None,  # loaded when something first renders
+            LazyPart("tokenizer", VideoTokenizer, tokenizer, device=for_part(device, "tokenizer", "device"),
+                     dtype=tok_dtype),
+            DivotLLM.from_pretrained(llm, **llm_options),
+            detok,
             Path(story_llm) if story_llm is not None else None,
             generation_defaults,
         )
-        model._llm_dtype = dtype
-        model._detokenizer_device = device
+        model._llm_options = llm_options
         return model
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | Path = DEFAULT_MODEL, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> Divot:
+    def from_pretrained(cls, path_or_name: str | Path = DEFAULT_MODEL, device=None, dtype=None,
+                        **options) -> Divot:
         """From one directory holding ``tokenizer/``, ``llm/`` and (optionally) ``detokenizer/``, ``story_llm/`` and
         ``generation.json``, or a bundled model name (``shapes-tiny``). A missing required part is a
         ``FileNotFoundError`` naming it. ``generation.json`` (``GenerationDefaults``, read strictly) sets how videos
         are generated; without it the library defaults apply (logged once at info level).
 
+        ``device``, ``dtype`` and ``options`` (``device_map``, ``quantization``, ``offload_detokenizer``) are those
+        of ``from_parts``: one device or one per part, the LLM's dtype or one per part.
+
         Example::
 
             model = Divot.from_pretrained("runs/shapes-model", device="cuda", dtype=torch.bfloat16)
+            model = Divot.from_pretrained(path, device={"llm": "cuda:0", "detokenizer": "cuda:1"},
+                                          dtype={"llm": torch.bfloat16, "detokenizer": torch.float16})
+            model = Divot.from_pretrained(path, device="cuda", quantization="4bit")  # 24 GB: everything
         """
         root = resolve_model_path(path_or_name)
         missing = [p for p in PARTS[:2] if not (root / p).is_dir()]
@@ -140,7 +181,8 @@ class Divot:
         generation = GenerationDefaults.from_model_dir(root)  # before the weights: a bad file fails fast
         story = root / STORY_PART
         return cls.from_parts(root / "tokenizer", root / "llm", detokenizer, device=device, dtype=dtype,
-                              story_llm=story if story.is_dir() else None, generation_defaults=generation)
+                              story_llm=story if story.is_dir() else None, generation_defaults=generation,
+                              **options)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``tokenizer/``, ``llm/``, (if present) ``detokenizer/`` and ``story_llm/``, and ``generation.json``
@@ -156,43 +198,41 @@ class Divot:
         return directory
 
     def to(self, device: str | torch.device) -> Divot:
-        """Move every part to ``device``; returns self."""
-        for part in (self.tokenizer, self.llm, self._detokenizer, self._story_llm):
+        """Move every part to ``device`` (parts not loaded yet will load there); returns self."""
+        from divot.chat.parts import LazyPart
+
+        for part in (self._tokenizer, self.llm, self._detokenizer, self._story_llm):
             if isinstance(part, torch.nn.Module):
                 part.to(device)
-        self._detokenizer_device = device
+            elif isinstance(part, LazyPart):
+                part.options["device"] = device
+        self._llm_options = {**self._llm_options, "device": device}
+        self._llm_options.pop("device_map", None)
         return self
+
+    @property
+    def tokenizer(self):
+        """The video tokenizer. A ``tokenizer/`` directory is read the first time a video is tokenized: generating
+        videos and stories never reads it."""
+        from divot.chat.parts import LazyPart
+
+        if isinstance(self._tokenizer, LazyPart):
+            tokenizer = self._tokenizer.load()
+            check_token_shapes(tokenizer, self.llm, _shapes(self._detokenizer))
+            self._tokenizer = tokenizer
+        return self._tokenizer
 
     @property
     def detokenizer(self):
         """The de-tokenizer, or None when the model has none. A ``detokenizer/`` directory is loaded the first
         time something renders: asking, captioning, chat and evaluation never read it (nor its 6 GB at paper
         size), and a damaged one stops only rendering, with an error naming it."""
-        if isinstance(self._detokenizer, Path):
-            from divot.diffusion import Detokenizer
+        from divot.chat.parts import LazyPart
 
-            path = self._detokenizer
-            try:
-                detokenizer = Detokenizer.from_pretrained(path, device=self._detokenizer_device)
-            except Exception as err:  # a damaged file: name it, whatever the reader raised
-                raise ValueError(f"cannot load the de-tokenizer from {path}: {type(err).__name__}: {err}") from err
-            check_token_shapes(self.tokenizer, self.llm, detokenizer)
-            self._detokenizer = detokenizer.eval()
-        return self._detokenizer
-
-    def _detokenizer_shapes(self):
-        """What ``check_token_shapes`` needs of the de-tokenizer without loading its weights (None: none)."""
-        if isinstance(self._detokenizer, Path):
-            from types import SimpleNamespace
-
-            from divot.diffusion import Detokenizer
-
-            try:
-                return SimpleNamespace(config=Detokenizer.load_config(self._detokenizer))
-            except (FileNotFoundError, ValueError, TypeError, KeyError) as err:
-                logger.warning("the de-tokenizer in %s cannot be read (%s): rendering will fail", self._detokenizer,
-                               err)
-                return None
+        if isinstance(self._detokenizer, LazyPart):
+            detokenizer = self._detokenizer.load()
+            check_token_shapes(_shapes(self._tokenizer), self.llm, detokenizer)
+            self._detokenizer = detokenizer
         return self._detokenizer
 
     @property
@@ -203,8 +243,9 @@ class Divot:
         if not isinstance(self._story_llm, torch.nn.Module):
             from divot.llm import DivotLLM
 
-            story = DivotLLM.from_pretrained(self._story_llm, device=self.device, dtype=self._llm_dtype)
-            check_token_shapes(self.tokenizer, story, self._detokenizer_shapes())
+            options = self._llm_options or {"device": self.device}
+            story = DivotLLM.from_pretrained(self._story_llm, **options)
+            check_token_shapes(_shapes(self._tokenizer), story, _shapes(self._detokenizer))
             self._story_llm = story.eval()
         return self._story_llm
 
@@ -422,3 +463,22 @@ class Divot:
         if any(out.forced_video):
             settings["forced_video"] = out.forced_video
         return Story(instruction.strip(), out.texts, videos, out.tokens, settings)
+
+
+def _as_part(name: str, part):
+    """A module, a ``LazyPart``, None, or a directory (read on first use, on the CPU, as saved)."""
+    if isinstance(part, (str, Path)):
+        from divot.chat.parts import LazyPart
+        from divot.diffusion import Detokenizer
+        from divot.tokenizer import VideoTokenizer
+
+        cls = VideoTokenizer if name == "tokenizer" else Detokenizer
+        return LazyPart(name.replace("detok", "de-tok"), cls, part)
+    return part
+
+
+def _shapes(part):
+    """What ``check_token_shapes`` needs of a part, loaded or not (None: no part, or an unreadable one)."""
+    from divot.chat.parts import LazyPart
+
+    return part.shapes() if isinstance(part, LazyPart) else part

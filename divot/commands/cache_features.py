@@ -69,7 +69,7 @@ def run(args) -> int:
     num_workers = args.num_workers
     if num_workers is None:
         num_workers = 0 if device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1))
-    tokenizer = load_tokenizer(args.tokenizer, device).eval()
+    tokenizer = load_tokenizer(args.tokenizer, device, getattr(args, "precision", "auto")).eval()
     summary = build_token_cache(
         tokenizer, args.videos, args.out, max_clips=MAX_CLIPS if args.max_clips is None else args.max_clips,
         batch_size=args.batch_size, precision=args.precision, token_dtype=args.token_dtype,

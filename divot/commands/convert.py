@@ -57,8 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="tokenizer directory with the Divot tokens (cvlm_mistral_instruct_tokenizer)")
     m.add_argument("--num-queries", type=int, default=64,
                    help="frame tokens per clip (not stored in the weights; 64 for the released models)")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="dtype of the written weights")
+    m.add_argument("--dtype", choices=("bfloat16", "float32", "float16"), default="bfloat16",
+                   help="dtype of the written weights (default: bfloat16, half the size of the released float32)")
+    m.add_argument("--max-shard-gib", type=float, default=2.0,
+                   help="largest output shard in GiB: the conversion streams the LLM shard by shard "
+                        "and holds about one output shard in memory")
     m.add_argument("--out", required=True, type=Path, help="output directory")
     m.set_defaults(_convert=_convert_llm)
 
@@ -131,12 +134,11 @@ def _convert_detokenizer(args) -> int:
 def _convert_llm(args) -> int:
     import torch
 
-    from divot.convert.llm import convert_llm
+    from divot.convert.llm_stream import convert_llm_to_dir
 
-    model = convert_llm(args.llm_dir, args.agent_ckpt, args.tokenizer_dir, args.num_queries,
-                        getattr(torch, args.dtype))
-    model.save_pretrained(args.out)
-    logger.info("wrote %s (%.1f M parameters)", args.out, sum(p.numel() for p in model.parameters()) / 1e6)
+    convert_llm_to_dir(args.llm_dir, args.agent_ckpt, args.tokenizer_dir, args.out, args.num_queries,
+                       getattr(torch, args.dtype), max_shard_bytes=int(args.max_shard_gib * 1024**3))
+    logger.info("wrote %s (%s)", args.out, args.dtype)
     return 0
 
 

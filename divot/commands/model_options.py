@@ -16,8 +16,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: shapes-tiny)")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... (default: auto)")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                         help="LLM weights: auto = bfloat16 on cuda, float32 on cpu (default: auto)")
+    parts = parser.add_argument_group("placement and precision of each part (see docs/memory.md)")
+    parts.add_argument("--tokenizer-dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                       help="video tokenizer weights: auto = its frozen ViT's matrices in bfloat16 where bfloat16 is "
+                            "fast, the rest float32 (default: auto)")
+    parts.add_argument("--detokenizer-dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                       help="de-tokenizer weights (default: as saved, float32)")
+    parts.add_argument("--detokenizer-device", default=None,
+                       help="the de-tokenizer's device when it differs from --device (e.g. cuda:1 or cpu)")
+    parts.add_argument("--offload-detokenizer", action="store_true",
+                       help="keep the de-tokenizer on the CPU, moving each module to the device only while it runs")
+    parts.add_argument("--quantization", choices=["8bit", "4bit"], default=None,
+                       help="load the LLM in 8 or 4 bits with bitsandbytes (pip install 'divot[quant]')")
+    parts.add_argument("--device-map", default=None,
+                       help="spread the LLM over devices with accelerate: auto, balanced, sequential")
 
 
 def add_comprehension_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +126,7 @@ def resolve_dtype(spec: str, device):
 
     if spec == "auto":
         return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[spec]
 
 
 def check_video(path: Path) -> Path:
@@ -138,5 +152,11 @@ def load_model(args):
     root = check_model(args.model)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    detok_device = resolve_device(args.detokenizer_device) if getattr(args, "detokenizer_device", None) else device
+    devices = {"tokenizer": device, "llm": device, "detokenizer": detok_device}
+    dtypes = {"llm": dtype, "tokenizer": getattr(args, "tokenizer_dtype", "auto"),
+              "detokenizer": getattr(args, "detokenizer_dtype", None)}
+    options = {"quantization": getattr(args, "quantization", None), "device_map": getattr(args, "device_map", None),
+               "offload_detokenizer": getattr(args, "offload_detokenizer", False)}
     logger.info("loading %s on %s (%s)", root, device, str(dtype).removeprefix("torch."))
-    return Divot.from_pretrained(root, device=device, dtype=dtype)
+    return Divot.from_pretrained(root, device=devices, dtype=dtypes, **options)

@@ -71,7 +71,7 @@ def run(args) -> int:
         raise ValueError(f"--out {args.out} is a file; a folder input needs an output folder")
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = load_tokenizer(args.tokenizer, device).eval()
+    tokenizer = load_tokenizer(args.tokenizer, device, getattr(args, "precision", "auto")).eval()
     detokenizer = load_detokenizer(args.detokenizer, device).eval()
     check_compatible(tokenizer, detokenizer)
     if not Path(args.detokenizer).is_dir():

@@ -21,11 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
-def load_tokenizer(spec: str, device=None):
-    """A tokenizer from a directory, or a randomly initialised preset by name."""
-    from divot.tokenizer import VideoTokenizer
+def load_tokenizer(spec: str, device=None, precision: str = "auto"):
+    """A tokenizer from a directory, or a randomly initialised preset by name. With ``precision`` "auto" the
+    frozen ViT's matrices are held in bf16 where bf16 is fast on ``device`` (the same tokens as bf16 autocast)."""
+    import torch
 
-    return VideoTokenizer.from_pretrained_or_preset(spec, device)
+    from divot.tokenizer import VideoTokenizer
+    from divot.tokenizer.model import bf16_is_fast
+
+    if Path(spec).is_dir():
+        return VideoTokenizer.from_pretrained(spec, device=device, dtype="auto" if precision == "auto" else None)
+    tokenizer = VideoTokenizer.from_pretrained_or_preset(spec, device)
+    if precision == "auto" and tokenizer.frozen_vit_matrices() and bf16_is_fast(torch.device(device or "cpu")):
+        tokenizer.cast_frozen_vit()
+    return tokenizer
 
 
 def run(args) -> int:
@@ -34,7 +43,7 @@ def run(args) -> int:
     from divot.hub import save_state_dict
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = load_tokenizer(args.tokenizer, device).eval()
+    tokenizer = load_tokenizer(args.tokenizer, device, args.precision).eval()
     tokens = tokenizer.encode_video(args.video, max_clips=args.max_clips, batch_size=args.batch_size,
                                     precision=args.precision, progress=True)
     save_state_dict({"tokens": tokens}, args.out, metadata={"video": str(args.video), "format": "pt"})

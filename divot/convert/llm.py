@@ -75,34 +75,53 @@ def reference_tokenizer_mode(tokenizer_dir: Path) -> dict:
     return {"legacy": True}
 
 
-def convert_llm(llm_dir: str | Path, agent_ckpt: str | Path, tokenizer_dir: str | Path, num_queries: int = 64,
-                dtype: torch.dtype = torch.float32):
-    """A ``DivotLLM`` holding the released weights: the merged HF LLM (strict), the tokenizer with the Divot
-    tokens already added, and the two projections from the agent checkpoint (``.bin`` read with
-    ``weights_only=True``, or ``.safetensors``)."""
+def load_released_tokenizer(tokenizer_dir: str | Path):
+    """The released text tokenizer (Divot tokens checked, in the reference's ``legacy`` mode); without a pad token
+    it gets its unk token (or eos) as pad, as ``add_special_tokens`` does."""
     from transformers import AutoTokenizer
-
-    from divot.hub import load_state_dict_strict
-    from divot.llm.model import DivotLLM, load_hf_llm_strict
 
     tokenizer_dir = Path(tokenizer_dir)
     if not tokenizer_dir.is_dir():
         raise FileNotFoundError(f"tokenizer directory not found: {tokenizer_dir}")
-    state = read_checkpoint(agent_ckpt)
-    where = str(agent_ckpt)
-    config = config_from_agent_state(state, num_queries, where)
-    projections = convert_agent_state(state, where)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), **reference_tokenizer_mode(tokenizer_dir))
     check_special_tokens(tokenizer, str(tokenizer_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
-    llm = load_hf_llm_strict(llm_dir, dtype)
-    rows = llm.get_input_embeddings().weight.shape[0]
+    return tokenizer
+
+
+def read_agent(agent_ckpt: str | Path, num_queries: int = 64) -> tuple[DivotLLMConfig, dict[str, torch.Tensor]]:
+    """The Divot-LLM config inferred from the agent checkpoint and its projections under our key names."""
+    state = read_checkpoint(agent_ckpt)
+    where = str(agent_ckpt)
+    return config_from_agent_state(state, num_queries, where), convert_agent_state(state, where)
+
+
+def check_vocab(tokenizer, rows: int, tokenizer_dir, llm_dir) -> None:
+    """The released tokenizer already holds the Divot tokens: the LLM must have a row for each of them."""
     if len(tokenizer) > rows:
         raise ValueError(f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens but the LLM in {llm_dir} "
                          f"has {rows} embedding rows")
+
+
+def convert_llm(llm_dir: str | Path, agent_ckpt: str | Path, tokenizer_dir: str | Path, num_queries: int = 64,
+                dtype: torch.dtype = torch.bfloat16):
+    """A ``DivotLLM`` in memory holding the released weights: the merged HF LLM (strict), the tokenizer with the
+    Divot tokens already added, and the two projections from the agent checkpoint (``.bin`` read with
+    ``weights_only=True``, or ``.safetensors``), all in ``dtype``.
+
+    This builds the whole LLM (about 14.5 GB in bf16 at paper size); to write a converted directory use
+    ``divot.convert.llm_stream.convert_llm_to_dir``, which streams the shards instead."""
+    from divot.hub import load_state_dict_strict
+    from divot.llm.model import DivotLLM, load_hf_llm_strict
+
+    tokenizer = load_released_tokenizer(tokenizer_dir)
+    config, projections = read_agent(agent_ckpt, num_queries)
+    llm = load_hf_llm_strict(llm_dir, dtype)
+    rows = llm.get_input_embeddings().weight.shape[0]
+    check_vocab(tokenizer, rows, tokenizer_dir, llm_dir)
     model = DivotLLM(config, llm, tokenizer)
-    load_state_dict_strict(model.projections(), projections, where)
+    load_state_dict_strict(model.projections(), projections, str(agent_ckpt))
     model.to(dtype)
     logger.info("converted Divot-LLM: h=%d, d=%d, k=%d, q=%d, vocab %d", config.hidden_size, config.token_dim,
                 config.gmm_components, num_queries, rows)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +31,7 @@ from divot.diffusion.config import (
     unet_preset,
     vae_preset,
 )
+from divot.diffusion.offload import install_cpu_offload, offload_all, remove_cpu_offload
 from divot.diffusion.reference_sampler import reference_ddim_sample
 from divot.diffusion.sampling import sample_with_scheduler
 from divot.diffusion.schedule import SCHEDULERS, make_alphas_cumprod, make_scheduler
@@ -139,6 +141,7 @@ class Detokenizer(PretrainedMixin, nn.Module):
         self.vae = build_vae(config.vae).requires_grad_(False).eval() if config.vae is not None else None
         self.register_buffer("uncond_tokens", torch.zeros(1, config.num_tokens, config.token_dim))
         self._uncond_cache: torch.Tensor | None = None
+        self._offload_hooks: list = []  # accelerate hooks while CPU offload is on (enable_cpu_offload)
 
     @classmethod
     def from_preset(cls, name: str) -> Detokenizer:
@@ -148,6 +151,28 @@ class Detokenizer(PretrainedMixin, nn.Module):
     @staticmethod
     def presets() -> list[str]:
         return list(DETOKENIZER_PRESETS)
+
+    def enable_cpu_offload(self, device: str | torch.device) -> None:
+        """Keep the condition resampler, U-Net and VAE on the CPU; each moves to ``device`` only while it runs
+        and the previous one goes back first (``divot.diffusion.offload``), so ``device`` holds about the U-Net
+        alone, not all three. The unconditional tokens (a small buffer) move to ``device``: inputs, noise and
+        generators belong there. ``decode`` sends every part back to the CPU when it ends."""
+        self.disable_cpu_offload()
+        self.uncond_tokens = self.uncond_tokens.to(device)
+        self._uncond_cache = None
+        parts = [m for m in (self.condition, self.unet, self.vae) if m is not None]  # the order they run in
+        self._offload_hooks = install_cpu_offload(parts, device)
+        logger.info("de-tokenizer CPU offload on: %d parts, executing on %s", len(parts), device)
+
+    def disable_cpu_offload(self) -> None:
+        """Remove the offload hooks; every part stays on the CPU (move the model with ``to``)."""
+        offload_all(self._offload_hooks)
+        remove_cpu_offload(self._offload_hooks)
+        self._offload_hooks = []
+
+    @property
+    def cpu_offload(self) -> bool:
+        return bool(self._offload_hooks)
 
     def train(self, mode: bool = True):
         if mode:
@@ -243,26 +268,55 @@ class Detokenizer(PretrainedMixin, nn.Module):
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {list(SAMPLERS)}")
-        cfg = self.config
         was_training = self.training
         self.eval()
         try:
-            cond = self.context(tokens.to(self.uncond_tokens.device, torch.float32))
-            b = cond.shape[0]
-            uncond = self.unconditional_context().expand(b, -1, -1) if guidance_scale != 1.0 else None
-            shape = (b, cfg.latent_channels, cfg.num_frames, cfg.latent_size, cfg.latent_size)
-            if x_T is None:
-                x_T = torch.randn(shape, generator=generator, device=cond.device)
-            elif tuple(x_T.shape) != shape:
-                raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
-            if sampler == "reference":
-                x0 = reference_ddim_sample(self.denoise, cond, uncond, x_T=x_T, num_steps=num_steps, eta=eta,
-                                           guidance=guidance_scale, guidance_rescale=guidance_rescale,
-                                           generator=generator, schedule=cfg.schedule, progress=progress)
-            else:
-                x0 = sample_with_scheduler(self.denoise, make_scheduler(sampler, cfg.schedule), x_T, cond, uncond,
-                                           guidance=guidance_scale, rescale=guidance_rescale, num_steps=num_steps,
-                                           generator=generator, progress=progress, eta=eta)
-            return self.latents_to_frames(x0)
+            return self._decode(tokens, num_steps, guidance_scale, guidance_rescale, sampler, eta, generator, x_T,
+                                progress)
         finally:
+            offload_all(self._offload_hooks)  # with CPU offload every part waits on the CPU again
             self.train(was_training)
+
+    def autocast(self):
+        """bf16 / fp16 autocast for a de-tokenizer loaded in that dtype (``from_pretrained(dtype=...)``), around
+        each network call only: the sampler's latents, tables and guidance arithmetic stay float32."""
+        dtype = next((p.dtype for p in self.unet.parameters() if p.dtype in (torch.bfloat16, torch.float16)), None)
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.uncond_tokens.device.type, dtype=dtype)
+
+    def load_dtype_rule(self, dtype, device=None):
+        """Every floating weight in ``dtype`` but the stored unconditional tokens (data, kept as saved)."""
+        rule = super().load_dtype_rule(dtype, device)
+        return lambda key, stored: stored if key == "uncond_tokens" else rule(key, stored)
+
+    def _decode(self, tokens, num_steps, guidance_scale, guidance_rescale, sampler, eta, generator, x_T, progress):
+        cfg = self.config
+        with self.autocast():
+            cond = self.context(tokens.to(self.uncond_tokens.device, torch.float32))
+            uncond = self.unconditional_context() if guidance_scale != 1.0 else None
+        b = cond.shape[0]
+        uncond = uncond.expand(b, -1, -1) if uncond is not None else None
+        denoise = self.denoise
+
+        def low_precision_denoise(x, t, context):
+            with self.autocast():
+                return self.denoise(x, t, context).float()
+
+        if not isinstance(self.autocast(), nullcontext):
+            denoise = low_precision_denoise
+        shape = (b, cfg.latent_channels, cfg.num_frames, cfg.latent_size, cfg.latent_size)
+        if x_T is None:
+            x_T = torch.randn(shape, generator=generator, device=cond.device)
+        elif tuple(x_T.shape) != shape:
+            raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
+        if sampler == "reference":
+            x0 = reference_ddim_sample(denoise, cond, uncond, x_T=x_T, num_steps=num_steps, eta=eta,
+                                       guidance=guidance_scale, guidance_rescale=guidance_rescale,
+                                       generator=generator, schedule=cfg.schedule, progress=progress)
+        else:
+            x0 = sample_with_scheduler(denoise, make_scheduler(sampler, cfg.schedule), x_T, cond, uncond,
+                                       guidance=guidance_scale, rescale=guidance_rescale, num_steps=num_steps,
+                                       generator=generator, progress=progress, eta=eta)
+        with self.autocast():
+            return self.latents_to_frames(x0)

@@ -160,7 +160,8 @@ class DivotGenerationMixin:
             step = self.llm(input_ids=cont_ids, use_cache=True, **_cache_kwargs(self.llm, copy.deepcopy(cache)),
                             attention_mask=torch.ones(1, total, dtype=torch.long, device=self.device))
             logp = step.logits[0, :-1].float().log_softmax(-1)  # (m-1, V)
-            score = first[cont[0]] + logp.gather(-1, cont_ids[0, 1:, None]).sum()
+            rest = logp.gather(-1, cont_ids[0, 1:, None].to(logp.device)).sum()  # the LM head's device
+            score = first[cont[0]] + rest.to(first.device)
             scores.append(score / len(cont) if normalize else score)
         return torch.stack(scores).cpu()
 

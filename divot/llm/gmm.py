@@ -101,15 +101,23 @@ class GMMHead(nn.Module):
         self.proj = nn.Sequential(nn.Linear(hidden_size, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden (..., hidden_size) -> raw parameters (..., 2kd+k) in the module's dtype."""
-        return self.proj(hidden)
+        """hidden (..., hidden_size) -> raw parameters (..., 2kd+k) in the module's dtype, on its device.
+
+        The input is cast to the head's own dtype and device: a bf16 / quantized LLM's last hidden states meet
+        a head kept in another dtype, and with a ``device_map`` they may come from another device."""
+        weight = self.proj[0].weight
+        return self.proj(hidden.to(device=weight.device, dtype=weight.dtype))
 
     def nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """GMM NLL / d of targets (..., d) given hidden states (..., hidden_size); float32 scalar."""
-        return gmm_nll(self(hidden), targets, self.num_components, self.var_min)
+        params = self(hidden)
+        return gmm_nll(params, targets.to(params.device), self.num_components, self.var_min)
 
     def predict(self, hidden: torch.Tensor, mode: str = "sample", var_scale: float = 0.1,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Tokens (..., d) float32 from hidden states (..., hidden_size)."""
-        gmm = split_gmm_params(self(hidden), self.num_components, self.token_dim, self.var_min, var_scale)
+        params = self(hidden)
+        if generator is not None:
+            params = params.to(generator.device)  # draw where the generator lives (the head may be elsewhere)
+        gmm = split_gmm_params(params, self.num_components, self.token_dim, self.var_min, var_scale)
         return gmm_predict(gmm, mode, generator)

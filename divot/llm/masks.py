@@ -1,7 +1,9 @@
 """Attention masks: causal everywhere, bidirectional inside each block of generation queries.
 
 The LLM receives a 4D additive mask (b, 1, s, s): 0 = attend, ``finfo(dtype).min`` = blocked (transformers
-uses a 4D mask as given). Row i may see column j when j <= i and j is not padding, or when i and j are query
+uses a 4D mask as given). A batch without generation queries needs only causal + padding: it gets its padding
+mask (b, s) instead, from which transformers builds the causal mask itself (cheaper; flash / SDPA kernels can
+run). Both give the same attention (``tests/llm/test_masks.py``). Row i may see column j when j <= i and j is not padding, or when i and j are query
 positions of the same generated clip. Padded rows keep their causal view of real tokens, as in the reference.
 
 Two inputs describe the same thing:
@@ -95,3 +97,18 @@ def rebase_additive(mask_4d: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if mask_4d.dtype == dtype:
         return mask_4d
     return to_additive(mask_4d == 0, dtype)
+
+
+def has_queries(gen_mask: torch.Tensor | None) -> bool:
+    """True when some row has generation query positions (their bidirectional blocks need the 4D mask)."""
+    return gen_mask is not None and bool(gen_mask.any())
+
+
+def llm_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The mask handed to a ``transformers`` LLM: a padding mask (b, s) as it is (the LLM makes it causal), an
+    additive mask (b, 1, s, s) in the activations' ``dtype``."""
+    if mask.ndim == 2:
+        return mask
+    if mask.ndim == 4:
+        return rebase_additive(mask, dtype)
+    raise ValueError(f"attention mask must be a padding mask (b, s) or additive (b, 1, s, s), got {tuple(mask.shape)}")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from divot.config import config_to_dict
@@ -34,8 +33,15 @@ from divot.hub import (
 from divot.llm.config import LLM_PRESETS, DivotLLMConfig, llm_preset
 from divot.llm.generation import DivotGenerationMixin
 from divot.llm.gmm import GMMHead
-from divot.llm.masks import build_attention_mask_4d, rebase_additive
-from divot.llm.tokens import DivotTokenIds, add_special_tokens, resize_embeddings, save_text_tokenizer
+from divot.llm.loading import execution_device, is_placed, last_hidden_device, llm_load_kwargs
+from divot.llm.masks import build_attention_mask_4d, has_queries, llm_mask
+from divot.llm.tokens import (
+    DivotTokenIds,
+    add_special_tokens,
+    embedding_shape,
+    resize_embeddings,
+    save_text_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +57,7 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
 
     def __init__(self, config: DivotLLMConfig, llm: nn.Module, tokenizer=None):
         super().__init__()
-        width = llm.get_input_embeddings().weight.shape[1]
+        rows, width = embedding_shape(llm.get_input_embeddings().weight)  # ZeRO-3: the full shape
         if width != config.hidden_size:
             raise ValueError(f"the LLM's hidden size is {width}, the Divot-LLM config expects {config.hidden_size}")
         self.config = config
@@ -61,9 +67,8 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
         self.gmm_head = GMMHead(h, d, config.gmm_components, config.var_min)
         self.tokenizer = tokenizer
         self.token_ids = DivotTokenIds.from_tokenizer(tokenizer) if tokenizer is not None else None
-        if tokenizer is not None and len(tokenizer) > llm.get_input_embeddings().weight.shape[0]:
-            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the LLM only "
-                             f"{llm.get_input_embeddings().weight.shape[0]} embedding rows")
+        if tokenizer is not None and len(tokenizer) > rows:
+            raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the LLM only {rows} embedding rows")
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -84,7 +89,7 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
         resize_embeddings(llm, len(tokenizer))
         ids = DivotTokenIds.from_tokenizer(tokenizer)
         llm.config.pad_token_id = ids.pad
-        width = llm.get_input_embeddings().weight.shape[1]
+        width = embedding_shape(llm.get_input_embeddings().weight)[1]
         config = config if config is not None else DivotLLMConfig(hidden_size=width)
         model = cls(config, llm, tokenizer)
         if dtype is not None:
@@ -145,27 +150,70 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> DivotLLM:
-        """Load a saved directory strictly (LLM keys, projection keys and shapes all checked)."""
+                        dtype: torch.dtype | None = None, device_map: str | dict | None = None,
+                        quantization: str | None = None, *, max_memory: dict | None = None,
+                        offload_folder: str | Path | None = None) -> DivotLLM:
+        """Load a saved directory strictly (LLM keys, projection keys and shapes all checked).
+
+        ``device`` puts the whole model on one device. ``device_map`` ("auto", "balanced", a dict of module
+        names -> devices / "cpu" / "disk"; with ``max_memory`` and ``offload_folder``) spreads an LLM larger
+        than one device through accelerate. ``quantization`` ("8bit", "4bit" NF4; the ``quant`` extra) loads
+        the LLM's linear layers through bitsandbytes; the output embedding, the projections and the GMM head
+        stay unquantized. ``dtype`` defaults to float32 (float16 with "8bit", bfloat16 with "4bit"). A
+        quantized or dispatched LLM stays where it was loaded (``to`` moves only the projections); the input
+        projection sits on the input embeddings' device, the GMM head on the last hidden states' device."""
         from transformers import AutoTokenizer
 
+        if device is not None and device_map is not None:
+            raise ValueError(f"give device or device_map, not both (got {device!r} and {device_map!r})")
+        if quantization is not None and device is not None:
+            device_map = {"": str(torch.device(device))}  # bitsandbytes quantizes while loading onto the device
         directory = Path(directory)
         config = cls.load_config(directory)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"DivotLLM.from_pretrained: no {WEIGHTS_NAME} in {directory}")
-        llm = load_hf_llm_strict(directory / LLM_SUBDIR, dtype or torch.float32)
+        llm = load_hf_llm_strict(directory / LLM_SUBDIR, dtype, device_map=device_map, quantization=quantization,
+                                 max_memory=max_memory, offload_folder=offload_folder)
         tokenizer = AutoTokenizer.from_pretrained(str(directory / LLM_SUBDIR))
-        model = cls(config, llm, tokenizer)
-        load_state_dict_strict(model.projections(), load_file(str(weights)), str(weights))
-        if device is not None or dtype is not None:
+        from accelerate import init_empty_weights
+
+        from divot.weights_io import cast_floating, load_safetensors
+
+        with init_empty_weights(include_buffers=False):  # the projections: no random initialisation, one copy
+            model = cls(config, llm, tokenizer)
+        projections = load_safetensors(weights, cast_floating(dtype if dtype is not None else model.dtype))
+        load_state_dict_strict(model.projections(), projections, str(weights), assign=True)
+        if is_placed(llm):
+            model.place_projections(dtype)
+        elif device is not None or dtype is not None:
             model.to(device=device, dtype=dtype)
         return model
+
+    def place_projections(self, dtype: torch.dtype | None = None) -> None:
+        """Put the input projection beside the input embeddings and the GMM head beside the last hidden states
+        (both in ``dtype``, default the LLM's embedding dtype); for an LLM placed by ``device_map``."""
+        dtype = dtype or self.dtype
+        self.input_proj.to(device=self.device, dtype=dtype)
+        self.gmm_head.to(device=last_hidden_device(self.llm), dtype=dtype)
+
+    def _apply(self, fn, recurse: bool = True):
+        # ``to`` / ``half`` / ``cuda`` (also through a parent module such as ``Divot``): a quantized or dispatched
+        # LLM must not be moved or cast (bitsandbytes raises; accelerate's hooks would point at stale devices),
+        # so only the projections follow.
+        if not (recurse and is_placed(self.llm)):
+            return super()._apply(fn, recurse)
+        logger.debug("the LLM is quantized or dispatched: it stays where it was loaded; moving the projections")
+        for module in (self.input_proj, self.gmm_head):
+            module._apply(fn)
+        return self
 
     # -- forward ------------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.llm.get_input_embeddings().weight.device
+        """Where input ids and embeddings go: the input embeddings' execution device (with a ``device_map``
+        their weights may sit on "meta", offloaded to the CPU or disk)."""
+        return execution_device(self.llm.get_input_embeddings())
 
     @property
     def dtype(self) -> torch.dtype:
@@ -187,17 +235,20 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
             return embeds
         if tuple(cmp_clips.shape[1:]) != (q, self.config.token_dim):
             raise ValueError(f"clip tokens must be (n, {q}, {self.config.token_dim}), got {tuple(cmp_clips.shape)}")
-        feats = self.input_proj(cmp_clips.to(device=embeds.device, dtype=embeds.dtype))  # (n, q, h)
+        weight = self.input_proj[0].weight
+        feats = self.input_proj(cmp_clips.to(device=weight.device, dtype=weight.dtype))  # (n, q, h)
+        feats = feats.to(device=embeds.device, dtype=embeds.dtype)
         return embeds.masked_scatter(cmp_mask.to(embeds.device)[..., None], feats.reshape(-1, feats.shape[-1]))
 
-    def decoder_forward(self, embeds: torch.Tensor, attention_mask_4d: torch.Tensor, use_cache: bool = False):
-        """The LLM's decoder (no LM head) on embeddings (b, s, h) with an additive mask (b, 1, s, s): the last
-        hidden states after the final norm (b, s, h) and the KV cache (None without ``use_cache``).
+    def decoder_forward(self, embeds: torch.Tensor, attention_mask: torch.Tensor, use_cache: bool = False):
+        """The LLM's decoder (no LM head) on embeddings (b, s, h) with an additive mask (b, 1, s, s) or a padding
+        mask (b, s) (``masks.llm_mask``): the last hidden states after the final norm (b, s, h) and the KV
+        cache (None without ``use_cache``).
 
         Only the final layer's states are kept (asking the causal LM for ``output_hidden_states`` would hold
         every layer's at once: 33 x (b, s, 4096) at Mistral-7B). LoRA-wrapped LLMs run their base model, whose
         layers carry the adapters."""
-        mask = rebase_additive(attention_mask_4d.to(embeds.device), embeds.dtype)
+        mask = llm_mask(attention_mask.to(embeds.device), embeds.dtype)
         base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
         out = base.get_decoder()(inputs_embeds=embeds, attention_mask=mask, use_cache=use_cache)
         cache = None
@@ -210,28 +261,34 @@ class DivotLLM(DivotGenerationMixin, PretrainedMixin, nn.Module):
         base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
         return base.get_output_embeddings()(hidden)
 
-    def hidden_and_logits(self, embeds: torch.Tensor, attention_mask_4d: torch.Tensor):
-        """Run the LLM on embeddings (b, s, h) with an additive mask (b, 1, s, s).
+    def hidden_and_logits(self, embeds: torch.Tensor, attention_mask: torch.Tensor):
+        """Run the LLM on embeddings (b, s, h) with an additive mask (b, 1, s, s) or a padding mask (b, s).
 
         Returns the last hidden states after the final norm (b, s, h) and the logits (b, s, V)."""
         if _logit_softcap(self.llm) is not None:  # e.g. Gemma-2: the causal LM scales its logits itself
-            mask = rebase_additive(attention_mask_4d.to(embeds.device), embeds.dtype)
+            mask = llm_mask(attention_mask.to(embeds.device), embeds.dtype)
             out = self.llm(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, use_cache=False)
             return out.hidden_states[-1], out.logits
-        hidden, _ = self.decoder_forward(embeds, attention_mask_4d)
+        hidden, _ = self.decoder_forward(embeds, attention_mask)
         return hidden, self.lm_logits(hidden)
 
     def forward(self, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
         """A collated batch (``LLMCollator``) -> ``{"loss", "lm_loss", "gmm_loss"}`` (float32 scalars);
-        ``label_smoothing`` smooths the next-token targets (training only; 0 is plain cross-entropy)."""
+        ``label_smoothing`` smooths the next-token targets (training only; 0 is plain cross-entropy).
+
+        A batch without generation queries runs on its padding mask (b, s) (the LLM builds the causal mask:
+        cheaper, and flash / SDPA kernels can run); ``attention_mask_4d`` is used when a row has queries."""
         input_ids = batch["input_ids"]
         device = input_ids.device
         gen_mask = batch.get("gen_mask")
         embeds = self.embed(input_ids, batch.get("cmp_mask"), batch.get("cmp_clips"))
+        attn = batch.get("attention_mask")
         mask = batch.get("attention_mask_4d")
-        if mask is None:
-            attn = batch.get("attention_mask", torch.ones_like(input_ids))
-            mask = build_attention_mask_4d(attn, gen_mask, self.config.num_queries)
+        if not has_queries(gen_mask) and (attn is not None or mask is None):
+            mask = attn if attn is not None else torch.ones_like(input_ids)  # (b, s): causal + padding
+        elif mask is None:
+            attn = attn if attn is not None else torch.ones_like(input_ids)
+            mask = build_attention_mask_4d(attn, gen_mask, self.config.num_queries)  # (b, 1, s, s)
         hidden, logits = self.hidden_and_logits(embeds, mask)
         lm_loss = causal_lm_loss(logits, batch["labels"].to(device), label_smoothing)
         gmm_loss = self.gmm_loss(hidden, gen_mask, batch.get("gen_clips"))
@@ -270,14 +327,21 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: 
                            ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
 
-def load_hf_llm_strict(directory: str | Path, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """``AutoModelForCausalLM.from_pretrained`` that raises on missing, unexpected or mis-shaped weights."""
-    from transformers import AutoModelForCausalLM
+def load_hf_llm_strict(directory: str | Path, dtype: torch.dtype | None = torch.float32, device_map=None,
+                       quantization: str | None = None, max_memory: dict | None = None,
+                       offload_folder: str | Path | None = None) -> nn.Module:
+    """``AutoModelForCausalLM.from_pretrained`` that raises on missing, unexpected or mis-shaped weights.
+
+    ``device_map``, ``quantization``, ``max_memory`` and ``offload_folder``: see ``divot.llm.loading``;
+    ``dtype`` None is float32, or ``loading.QUANTIZED_DTYPES[quantization]``."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     directory = Path(directory)
     if not (directory / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"no Hugging Face model in {directory} (config.json missing)")
-    llm, info = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, output_loading_info=True)
+    kwargs = llm_load_kwargs(AutoConfig.from_pretrained(str(directory)) if quantization else None, dtype,
+                             device_map, quantization, max_memory, offload_folder)
+    llm, info = AutoModelForCausalLM.from_pretrained(str(directory), output_loading_info=True, **kwargs)
     check_keys(sorted(info.get("missing_keys", ())), sorted(info.get("unexpected_keys", ())), str(directory))
     mismatched = info.get("mismatched_keys") or ()
     if mismatched:

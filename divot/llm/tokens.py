@@ -6,6 +6,7 @@ A clip is ``<frame>`` + ``<frame_00000>`` .. ``<frame_{q-1}>`` + ``</frame>``; a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -52,30 +53,51 @@ def check_special_tokens(tokenizer, where: str = "tokenizer") -> None:
                          f"(e.g. {missing[:5]}); add them with divot.llm.add_special_tokens")
 
 
+def embedding_shape(weight: torch.Tensor) -> tuple[int, ...]:
+    """The full shape of an embedding weight, also when DeepSpeed ZeRO-3 has partitioned it (``ds_shape``)."""
+    return tuple(getattr(weight, "ds_shape", weight.shape))
+
+
+def _gathered(params: list, modifier_rank: int | None = None):
+    """ZeRO-3 partitioned parameters: whole inside the block (what rank ``modifier_rank`` writes is kept and
+    re-partitioned); other parameters: nothing to do."""
+    params = [p for p in params if p is not None and hasattr(p, "ds_id")]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank)
+
+
 def resize_embeddings(llm, num_tokens: int) -> int:
     """Grow the LLM's vocabulary to ``num_tokens`` rows; new rows get the Divot initialisation.
 
     Input rows = mean of the old input rows; lm_head rows = 3 x mean of the old lm_head rows (with tied
     embeddings only the input rule applies). Returns the number of rows added (0 if already large enough).
+    Under DeepSpeed ZeRO-3 (partitioned parameters; ``transformers`` resizes them while its
+    ``HfDeepSpeedConfig`` is alive) the rows are gathered, written on rank 0 and partitioned again.
     """
     emb = llm.get_input_embeddings()
-    old = emb.weight.shape[0]
+    old = embedding_shape(emb.weight)[0]
     if num_tokens <= old:
         return 0
+    out = llm.get_output_embeddings()
     with torch.no_grad():
-        in_mean = emb.weight.float().mean(0)
-        out = llm.get_output_embeddings()
-        out_mean = out.weight.float().mean(0) if out is not None else None
+        with _gathered([emb.weight, out.weight if out is not None else None]):
+            in_mean = emb.weight.float().mean(0)
+            out_mean = out.weight.float().mean(0) if out is not None else None
         llm.resize_token_embeddings(num_tokens, mean_resizing=False)
         new_in = llm.get_input_embeddings().weight
-        new_in[old:] = (INPUT_INIT_SCALE * in_mean).to(new_in.dtype)
         new_out = llm.get_output_embeddings()
-        tied = new_out is not None and new_out.weight.data_ptr() == new_in.data_ptr()
-        if new_out is not None and not tied:
-            new_out.weight[old:] = (OUTPUT_INIT_SCALE * out_mean).to(new_out.weight.dtype)
-            if getattr(new_out, "bias", None) is not None:
-                new_out.bias[old:] = 0
-        elif tied:
+        tied = new_out is not None and new_out.weight is new_in
+        untied_out = [new_out.weight, getattr(new_out, "bias", None)] if new_out is not None and not tied else []
+        with _gathered([new_in, *untied_out], modifier_rank=0):
+            new_in[old:] = (INPUT_INIT_SCALE * in_mean).to(new_in.dtype)
+            if untied_out:
+                new_out.weight[old:] = (OUTPUT_INIT_SCALE * out_mean).to(new_out.weight.dtype)
+                if getattr(new_out, "bias", None) is not None:
+                    new_out.bias[old:] = 0
+        if tied:
             logger.warning("tied input/output embeddings: new rows use the input rule (mean) only")
     logger.info("resized the LLM vocabulary %d -> %d", old, num_tokens)
     return num_tokens - old

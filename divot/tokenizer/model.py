@@ -81,6 +81,9 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
         )
         self.output_norm = (nn.BatchNorm1d(rc.output_dim, affine=False) if config.output_norm == "batch"
                             else nn.Identity())
+        # state-dict key -> the weights fingerprint entry of its saved value, for weights held cast (see
+        # ``cast_frozen_vit``); empty for a tokenizer that holds what it saved
+        self.fingerprint_as_saved: dict[str, bytes] = {}
 
     @classmethod
     def from_preset(cls, name: str) -> VideoTokenizer:
@@ -122,10 +125,11 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
                progress: bool = False) -> torch.Tensor:
         """Tokenize many clips (n, t, 3, H, W) in batches -> (n, q, token_dim) float32.
 
-        ``precision``: "fp32", "bf16" (autocast) or "auto" (bf16 autocast where the device runs it fast).
+        ``precision``: "fp32", "bf16" / "fp16" (autocast) or "auto": bf16 autocast where the device runs it fast,
+        and always for a tokenizer holding low-precision weights (``from_pretrained(dtype=...)``).
         """
         device = next(self.parameters()).device
-        ctx = autocast_context(device, precision)
+        ctx = autocast_context(device, self.resolve_precision(device, precision))
         out = []
         for start in tqdm(range(0, clips.shape[0], batch_size), desc="tokenize", disable=not progress,
                           leave=False):
@@ -133,6 +137,75 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
             with ctx:
                 out.append(self(batch).float().cpu())
         return torch.cat(out) if out else clips.new_zeros(0, self.config.num_tokens, self.config.token_dim)
+
+    def resolve_precision(self, device: torch.device, precision: str = "auto") -> str:
+        """The precision ``encode`` runs at: "auto" picks bf16 where bf16 is fast, the weights' own low precision
+        where the tokenizer holds some; fp32 on low-precision weights is an error."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        low = self.low_precision_dtype()
+        if precision == "auto":
+            if low is not None:
+                return "fp16" if low == torch.float16 else "bf16"
+            return "bf16" if bf16_is_fast(device) else "fp32"
+        if precision == "fp32" and low is not None:
+            raise ValueError(f"precision 'fp32' needs float32 weights, but this tokenizer holds {low} weights: "
+                             "load it with dtype=torch.float32")
+        return precision
+
+    def low_precision_dtype(self) -> torch.dtype | None:
+        """bf16 / fp16 if some weights are held in it (e.g. the frozen ViT's matrices), else None."""
+        for param in self.parameters():
+            if param.dtype in (torch.bfloat16, torch.float16):
+                return param.dtype
+        return None
+
+    # -- loading ------------------------------------------------------------------------------------------
+    def frozen_vit_matrices(self) -> list[str]:
+        """State-dict keys of the frozen ViT's matrix products (Linear and Conv weights and biases): what bf16
+        autocast would cast on every call. Empty when the frame encoder trains."""
+        if self.config.frame_encoder.trainable:
+            return []
+        keys = []
+        for name, module in self.frame_encoder.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                keys += [f"frame_encoder.{name}.{p}" for p, v in module.named_parameters(recurse=False)]
+        return keys
+
+    def load_dtype_rule(self, dtype, device=None):
+        """``dtype``: None (as saved), a torch dtype (every floating weight), or "auto": the frozen ViT's matrices
+        in bf16 where bf16 is fast on ``device`` (bit-identical to bf16 autocast over float32 weights, without
+        the cast on every call and with half the ViT's memory), everything else as saved."""
+        if dtype != "auto":  # the output BatchNorm's statistics stay as saved: it normalises in float32
+            rule = super().load_dtype_rule(dtype, device)
+            return lambda key, stored: stored if key.startswith("output_norm.") else rule(key, stored)
+        if not bf16_is_fast(torch.device(device) if device is not None else torch.device("cpu")):
+            return super().load_dtype_rule(None, device)
+        matrices = set(self.frozen_vit_matrices())
+        self._cast_on_read = matrices
+        return lambda key, stored: torch.bfloat16 if key in matrices and stored.is_floating_point else stored
+
+    def on_weight_read(self, key: str, tensor: torch.Tensor) -> None:
+        """While loading: remember the saved values' fingerprint of each weight that is cast, so that the
+        tokenizer keeps the identity of its file (``divot.data.token_cache.tokenizer_identity``)."""
+        if key in getattr(self, "_cast_on_read", ()):
+            from divot.data.token_cache.format import fingerprint_entry
+
+            self.fingerprint_as_saved[key] = fingerprint_entry(key, tensor)
+
+    def cast_frozen_vit(self, dtype: torch.dtype = torch.bfloat16) -> VideoTokenizer:
+        """Hold the frozen ViT's matrices in ``dtype`` (what ``from_pretrained(dtype="auto")`` does on devices
+        where bf16 is fast); ``encode`` then runs under autocast. Returns self."""
+        keys = set(self.frozen_vit_matrices())
+        if not keys:
+            raise ValueError("the frame encoder is trainable: its weights stay in the training precision")
+        from divot.data.token_cache.format import fingerprint_entry
+
+        for name, param in self.named_parameters():
+            if name in keys and param.dtype != dtype:
+                self.fingerprint_as_saved.setdefault(name, fingerprint_entry(name, param))
+                param.data = param.data.to(dtype)
+        return self
 
     def encode_video(self, path: str | Path, max_clips: int | None = None, batch_size: int = 8,
                      precision: str = "auto", progress: bool = False) -> torch.Tensor:
@@ -150,15 +223,18 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
             self.train(was_training)
 
 
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
 def autocast_context(device: torch.device, precision: str):
-    """An autocast context for ``precision`` in ("fp32", "bf16", "auto") on ``device``."""
-    if precision not in ("fp32", "bf16", "auto"):
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    """An autocast context for ``precision`` in ("fp32", "bf16", "fp16", "auto") on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
         precision = "bf16" if bf16_is_fast(device) else "fp32"
     if precision == "fp32":
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def bf16_is_fast(device: torch.device) -> bool:

@@ -1,4 +1,4 @@
-"""Run optimisation steps on one process (plain PyTorch) or on several (DeepSpeed ZeRO-2).
+"""Run optimisation steps on one process (plain PyTorch) or on several (DeepSpeed ZeRO-2 / ZeRO-3).
 
 Both engines expose the same small interface used by the training scripts::
 
@@ -6,7 +6,17 @@ Both engines expose the same small interface used by the training scripts::
     engine.backward(out["loss"])   # scaled for gradient accumulation
     stepped, grad_norm = engine.step()   # clips, steps the optimiser and the schedule at accumulation boundaries
 
-"bf16" means bfloat16 autocast around the forward with float32 weights and optimiser state, under both.
+Precision "bf16":
+  - one process (``TorchEngine``): bfloat16 autocast around the forward; float32 weights and optimiser state.
+  - DeepSpeed, when the caller passes ``bf16=True`` (the LLM trainer does; the tokenizer trainer keeps autocast):
+    DeepSpeed's own bf16 mode (``deepspeed_config`` adds ``bf16: {enabled: true}``, the caller drops the autocast): the module's weights, activations and gradients are bfloat16, the
+    optimiser keeps float32 master weights and moments (sharded; on the CPU with ZeRO-Offload, where
+    DeepSpeed's CPU Adam updates them). This halves the weights' and gradients' memory and communication,
+    which is what ZeRO-3 and parameter offload are for; autocast would keep float32 weights. There is no loss
+    scaling in bf16; clipping acts on the float32 gradients. The losses stay float32 maths (the LM
+    cross-entropy and the GMM log-probabilities cast to float32 first). The master weights start from the
+    bfloat16-rounded weights, and frozen parts run in bfloat16; exports write the float32 master weights
+    (``divot.training.zero.master_weights``).
 """
 
 from __future__ import annotations
@@ -106,11 +116,13 @@ class TorchEngine:
         self.micro_step = state["micro_step"]
 
 
-def deepspeed_config(cfg: OptimConfig, micro_batch_size: int, world_size: int, extra: dict | None = None) -> dict:
+def deepspeed_config(cfg: OptimConfig, micro_batch_size: int, world_size: int, extra: dict | None = None,
+                     bf16: bool = False) -> dict:
     """A DeepSpeed config built from the run config (one source of truth), ZeRO stage 2 by default.
 
     ``extra`` (a user's JSON, e.g. ``configs/deepspeed/zero2.json``) may tune ``zero_optimization`` and the
-    communication settings; batch sizes, accumulation and clipping always come from the run config.
+    communication settings; batch sizes, accumulation, clipping and precision (``bf16``: DeepSpeed's bf16
+    mode, see the module docstring) always come from the run config.
     """
     config = {"zero_optimization": {"stage": 2, "overlap_comm": False, "contiguous_gradients": True},
               "steps_per_print": 10**9, "wall_clock_breakdown": False}
@@ -123,18 +135,23 @@ def deepspeed_config(cfg: OptimConfig, micro_batch_size: int, world_size: int, e
     config.update(train_micro_batch_size_per_gpu=micro_batch_size, gradient_accumulation_steps=cfg.grad_accum,
                   train_batch_size=micro_batch_size * cfg.grad_accum * world_size,
                   gradient_clipping=cfg.grad_clip)
+    if bf16:
+        config["bf16"] = {"enabled": True}
     return config
 
 
 class DeepSpeedEngine:
     """The same interface over ``deepspeed.initialize`` (ZeRO-2: optimiser state and gradients sharded; ZeRO-3
     also the parameters, when ``extra_config`` says so). With ZeRO-Offload of the optimiser
-    (``zero_optimization.offload_optimizer``) the AdamW is DeepSpeed's CPU Adam (same update rule)."""
+    (``zero_optimization.offload_optimizer``) the AdamW is DeepSpeed's CPU Adam (same update rule). ``bf16``:
+    DeepSpeed's bf16 mode (module docstring). A ZeRO-3 module may come already partitioned
+    (``divot.training.zero.partitioned_build`` with the same config)."""
 
     is_deepspeed = True
 
     def __init__(self, module: nn.Module, named_params: list[tuple[str, nn.Parameter]], cfg: OptimConfig,
-                 micro_batch_size: int, extra_config: dict | None = None, lr_scales: dict[str, float] | None = None):
+                 micro_batch_size: int, extra_config: dict | None = None, lr_scales: dict[str, float] | None = None,
+                 bf16: bool = False):
         import deepspeed
 
         self.cfg = cfg
@@ -142,7 +159,8 @@ class DeepSpeedEngine:
         offload = offload.get("device", "none") not in ("none", None) if isinstance(offload, dict) else False
         optimizer = build_optimizer(named_params, cfg, lr_scales, cpu_adam=offload)
         scheduler = build_scheduler(optimizer, cfg)
-        config = deepspeed_config(cfg, micro_batch_size, dist.get_world_size(), extra_config)
+        config = deepspeed_config(cfg, micro_batch_size, dist.get_world_size(), extra_config, bf16=bf16)
+        self.bf16 = bf16
         with _scalar_safe_broadcast():
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config)

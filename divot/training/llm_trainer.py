@@ -23,12 +23,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from divot.config import config_to_dict, save_yaml
-from divot.llm import LLMCollator, SequenceBuilder
+from divot.llm import LLM_PRESETS, LLMCollator, SequenceBuilder
 from divot.training.checkpoint import CheckpointManager, resolve_resume, rng_state, set_rng_state
 from divot.training.engine import (
     DeepSpeedEngine,
     TorchEngine,
     barrier,
+    deepspeed_config,
     init_distributed,
     pick_device,
     world_info,
@@ -38,6 +39,7 @@ from divot.training.llm_data import MixtureDataset, RankBatches, SampleBuilder, 
 from divot.training.llm_eval import LLMEvaluator
 from divot.training.llm_model import build_model, export_model, prepare_for_training
 from divot.training.word_dropout import drop_target_words
+from divot.training.zero import gathered, master_weights, partitioned_build, swapped_data
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +120,20 @@ def train_llm(cfg: LLMTrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, out / "config.yaml")
 
-    model = build_model(cfg)
+    batch_size = cfg.data.batch_size
+    # Under DeepSpeed, "bf16" is DeepSpeed's bf16 mode (bfloat16 weights, float32 master weights in the
+    # optimiser; divot/training/engine.py); on one process it is bfloat16 autocast over float32 weights.
+    ds_bf16 = use_deepspeed and precision == "bf16"
+    ds_config = deepspeed_config(cfg.optim, batch_size, world, deepspeed_extra(cfg), ds_bf16) if use_deepspeed else {}
+    zero3 = use_deepspeed and cfg.deepspeed.stage == 3
+    hf_ds_config = None  # kept alive for the run: transformers acts ZeRO-3-aware while it exists
+    if zero3 and cfg.model in LLM_PRESETS:  # built partitioned: no process holds the whole model
+        with partitioned_build(ds_config) as hf_ds_config:
+            model = build_model(cfg)
+    else:
+        if zero3:
+            logger.info("ZeRO-3: the saved DivotLLM %s is built whole on each process, then partitioned", cfg.model)
+        model = build_model(cfg)
     named = prepare_for_training(model, cfg)
     q, d = model.config.num_queries, model.config.token_dim
     # Data before any collective operation: a missing file fails here, on every rank.
@@ -129,26 +144,25 @@ def train_llm(cfg: LLMTrainConfig) -> dict:
         if tuple(source.cache.token_shape) != (q, d):
             raise ValueError(f"{source.name}: the token cache {source.cfg.tokens} holds {source.cache.token_shape} "
                              f"tokens per clip; the model takes ({q}, {d})")
-    batch_size = cfg.data.batch_size
     dataset = MixtureDataset(sources, SampleBuilder(builder, cfg.data.max_clips), cfg.seed, batch_size,
                              round_size=world * cfg.optim.grad_accum)
     collator = LLMCollator(builder.ids.pad, q)
     keep = [builder.ids.bos, builder.ids.eos, builder.ids.vid_start, builder.ids.vid_end, *builder.ids.placeholders()]
     logger.info("data: %s; %d samples per epoch", ", ".join(f"{s.name} ({len(s)}, {s.format}, weight "
                                                              f"{s.cfg.weight:g})" for s in sources), len(dataset))
-    model.to(device)
+    if hf_ds_config is None:
+        model.to(device)
 
     def autocast():
-        if precision == "bf16":
+        if precision == "bf16" and not ds_bf16:
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    zero3 = use_deepspeed and cfg.deepspeed.stage == 3
     evaluator = None
     if cfg.eval.enabled and (is_main or zero3):  # ZeRO-3: every rank takes part in each forward
         evaluator = LLMEvaluator(cfg, model, builder, device, autocast, out if is_main else None, caches)
     if use_deepspeed:
-        engine = DeepSpeedEngine(model, named, cfg.optim, batch_size, deepspeed_extra(cfg))
+        engine = DeepSpeedEngine(model, named, cfg.optim, batch_size, deepspeed_extra(cfg), bf16=ds_bf16)
     else:
         engine = TorchEngine(model, named, cfg.optim, zero_unused_grads=True)
     torch.manual_seed(cfg.seed * 1000 + rank)  # dropout (LoRA) differs between ranks
@@ -255,13 +269,12 @@ def _load_checkpoint(folder: Path, model, engine, rank: int, world: int) -> dict
 
 
 def _export(path: Path, model, engine, is_main: bool) -> None:
-    """Merged model directory; ZeRO-3 gathers the parameters (on every rank) before rank 0 writes."""
-    gather = contextlib.nullcontext()
-    if engine.is_deepspeed and engine.zero_stage == 3:
-        import deepspeed
-
-        gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
-    with gather:
+    """Merged model directory in float32 (DeepSpeed bf16: the optimiser's master weights); ZeRO-3 gathers the
+    parameters (on every rank) before rank 0 writes."""
+    params = list(model.parameters())
+    masters = master_weights(params, keep=is_main) if getattr(engine, "bf16", False) else None
+    with gathered(params):
         if is_main:
-            export_model(model, path)
+            with swapped_data(params, masters) if masters is not None else contextlib.nullcontext():
+                export_model(model, path)
     barrier()

@@ -23,13 +23,16 @@ def released(tokenizer, tmp_path):
     return model, tmp_path
 
 
-def test_convert_cli_end_to_end(released):
+@pytest.mark.parametrize("dtype", [None, "float32"])
+def test_convert_cli_end_to_end(released, dtype):
     model, root = released
     out = root / "converted"
     assert main(["convert", "llm", "--llm-dir", str(root / "llm"), "--agent-ckpt",
                  str(root / "agent" / "pytorch_model.bin"), "--tokenizer-dir", str(root / "tokenizer"),
-                 "--num-queries", "16", "--out", str(out)]) == 0
-    loaded = DivotLLM.from_pretrained(out)
+                 "--num-queries", "16", "--out", str(out)] + (["--dtype", dtype] if dtype else [])) == 0
+    if dtype is None:  # bfloat16 by default: the float32 model rounded to it is what was written
+        model = model.to(torch.bfloat16).float()
+    loaded = DivotLLM.from_pretrained(out)  # float32
     cfg = loaded.config
     assert (cfg.hidden_size, cfg.token_dim, cfg.gmm_components, cfg.num_queries) == (64, 32, 4, 16)
     builder = SequenceBuilder.from_config(loaded.tokenizer, cfg)
@@ -47,7 +50,8 @@ def test_convert_accepts_safetensors(released, tmp_path):
     model, root = released
     state = torch.load(root / "agent" / "pytorch_model.bin", weights_only=True)
     save_file(state, str(tmp_path / "agent.safetensors"))
-    again = convert_llm(root / "llm", tmp_path / "agent.safetensors", root / "tokenizer", num_queries=16)
+    again = convert_llm(root / "llm", tmp_path / "agent.safetensors", root / "tokenizer", num_queries=16,
+                        dtype=torch.float32)
     assert torch.equal(again.gmm_head.proj[2].weight, model.gmm_head.proj[2].weight)
 
 

@@ -90,3 +90,62 @@ def test_rebase_to_bfloat16_keeps_finite_min():
     bf = rebase_additive(mask, torch.bfloat16)
     assert bf.dtype == torch.bfloat16 and torch.isfinite(bf).all()
     assert torch.equal(bf == 0, mask == 0)
+
+
+def _decoder_masks(model) -> list[torch.Tensor]:
+    """Records the attention mask each call of the LLM's decoder receives."""
+    seen = []
+    decoder = model.llm.get_decoder()
+    decoder.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["attention_mask"]),
+                                      with_kwargs=True)
+    return seen
+
+
+def test_padding_mask_path_equals_the_4d_mask_without_queries(tiny_model, builder):
+    """A batch without generation queries (captions, QA; padded to the longest) runs on its padding mask (b, s);
+    its losses and gradients equal those of the 4D additive mask (causal + padding) to float tolerance."""
+    from divot.llm import LLMCollator
+    from tests.llm.conftest import clips
+
+    samples = [builder.caption(clips(2, seed=1), "a red circle moves left"),
+               builder.qa(clips(1, seed=2), [("what colour is the object?", "red")]),
+               builder.caption(clips(1, seed=3), "a blue square")]
+    batch = LLMCollator(builder.ids.pad, 16)(samples)
+    assert not batch["gen_mask"].any() and not batch["attention_mask"].all()  # padded, no queries
+    seen = _decoder_masks(tiny_model)
+    results = []
+    for drop in ("attention_mask_4d", "attention_mask"):  # the padding-mask path, then the 4D path
+        tiny_model.zero_grad()
+        out = tiny_model({k: v for k, v in batch.items() if k != drop})
+        out["loss"].backward()
+        results.append((out, {n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None}))
+    assert [m.ndim for m in seen] == [2, 4]
+    (a, grads_a), (b, grads_b) = results
+    for key in ("loss", "lm_loss", "gmm_loss"):
+        assert torch.allclose(a[key], b[key], atol=1e-6), (key, a[key], b[key])
+    assert grads_a.keys() == grads_b.keys()
+    assert all(torch.allclose(grads_a[n], grads_b[n], atol=1e-6) for n in grads_a)
+
+
+def test_queries_keep_the_4d_mask(tiny_model, builder):
+    from divot.llm import LLMCollator
+    from tests.llm.conftest import clips
+
+    batch = LLMCollator(builder.ids.pad, 16)([builder.caption(clips(1, seed=1), "a red circle"),
+                                              builder.generation("a blue square", clips(1, seed=2))])
+    seen = _decoder_masks(tiny_model)
+    with torch.no_grad():
+        tiny_model(batch)
+        tiny_model({k: v for k, v in batch.items() if k != "attention_mask_4d"})  # built from gen_mask
+    assert [m.ndim for m in seen] == [4, 4]
+    assert torch.equal(seen[1] == 0, seen[0] == 0)
+
+
+def test_llm_mask_rejects_other_shapes():
+    from divot.llm.masks import llm_mask
+
+    pad = torch.tensor([[1, 1, 0]])
+    assert llm_mask(pad, torch.bfloat16) is pad
+    assert llm_mask(build_attention_mask_4d(pad), torch.bfloat16).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="padding mask"):
+        llm_mask(torch.ones(1, 3, 3), torch.float32)

@@ -80,11 +80,11 @@ def tokenizer_identity(tokenizer) -> dict:
     config = config_to_dict(tokenizer.config)
     config_sha = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     weights = hashlib.sha256()
+    # Weights held in a lower precision than saved (the frozen ViT's matrices under dtype="auto") count as the
+    # saved values they were read from: the tokens they give under autocast are the same.
+    as_saved = getattr(tokenizer, "fingerprint_as_saved", None) or {}
     for name, tensor in sorted(tokenizer.state_dict().items()):
-        flat = tensor.detach().flatten()
-        step = max(1, flat.numel() // _FINGERPRINT_ELEMENTS)
-        weights.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        weights.update(flat[::step].float().cpu().numpy().tobytes())
+        weights.update(as_saved.get(name) or fingerprint_entry(name, tensor))
     weights_sha = weights.hexdigest()
     return {
         "id": f"{config_sha[:12]}-{weights_sha[:12]}",
@@ -95,6 +95,13 @@ def tokenizer_identity(tokenizer) -> dict:
         "token_dim": tokenizer.config.token_dim,
         "frame_size": tokenizer.config.frame_size,
     }
+
+
+def fingerprint_entry(name: str, tensor: torch.Tensor) -> bytes:
+    """One state-dict entry's part of the weights fingerprint: name, shape, dtype and a strided value sample."""
+    flat = tensor.detach().flatten()
+    step = max(1, flat.numel() // _FINGERPRINT_ELEMENTS)
+    return f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode() + flat[::step].float().cpu().numpy().tobytes()
 
 
 def identity_id(expected) -> str:
