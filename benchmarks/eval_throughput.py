@@ -18,6 +18,11 @@ Two prompt shapes (``--shapes``):
   tiny tokenizer, ``num_queries`` of the tiny LLM); the clip tokens are fixed N(0, 1) tensors (clips, q, d)
   standing in for a token cache (random weights: only the shapes matter). kv vs full, cache only.
 
+Decoding ahead (``--num-workers 0 1 2``): questions per second of the ``kv`` / ``decode`` setting through
+``VideoTokens.iterate`` (what ``divot eval`` runs): 0 decodes in the main process, N > 0 in N DataLoader
+workers while the main process tokenizes and scores (``divot.data.prefetch``). Reported as the
+``prefetch`` rows (short shape, questions from video); the predictions must equal the serial ones.
+
 Timing: one untimed round over the first two questions, then ``--repeats`` rounds; each round runs every
 setting once over all ``--num`` questions, the settings taking turns, so ratios are taken per round. The JSON
 holds every round's seconds, the median, min, max and spread per setting (``questions_per_second`` from the
@@ -25,6 +30,8 @@ median), and each ratio of medians with its lowest and highest per-round value.
 
     python benchmarks/eval_throughput.py --num 100 --repeats 3 --clips 20 --queries 64 \\
         --out benchmarks/results/eval_throughput_tiny_cpu.json
+    python benchmarks/eval_throughput.py --num 24 --repeats 3 --shapes short --num-workers 0 1 2 \\
+        --out benchmarks/results/eval_prefetch_tiny_cpu.json
 """
 
 from __future__ import annotations
@@ -132,6 +139,37 @@ def measure_shape(shape: str, model, items, token_sources: dict, args) -> dict:
             "prompt": prompt_lengths(model, items, token_sources["cache"])}
 
 
+def measure_prefetch(model, items, args) -> dict:
+    """Questions/s from video (kv scoring) with 0..N decoding workers, interleaved; rows and agreement."""
+    from divot.eval.multiple_choice import make_predictor
+    from divot.eval.runner import EvalConfig, MissingVideo, VideoTokens
+
+    cfg = EvalConfig(task="egoschema", questions=args.questions_file, out=args.tmp / "eval", videos=args.videos,
+                     mode="ll", ll_normalize="mean", progress=False)
+    predict, tokens = make_predictor(cfg, model), VideoTokens(model, None)
+
+    def answer(num_workers: int) -> list:
+        return [None if isinstance(clips, MissingVideo) else predict(item, clips)["pred"]
+                for item, clips in tokens.iterate(items, num_workers)]
+
+    calls = {f"workers={n}": (lambda n=n: answer(n)) for n in args.num_workers}
+    runs, preds = interleaved(calls, args.repeats, warmup=1)
+    rows = []
+    for n in args.num_workers:
+        timing = summarize(runs[f"workers={n}"])
+        rows.append({"shape": "short", "scoring": "kv", "video_input": "decode", "num_workers": n,
+                     "questions_per_second": len(items) / timing["median"],
+                     "questions_per_second_min": len(items) / timing["max"],
+                     "questions_per_second_max": len(items) / timing["min"], "timing": timing})
+        logger.info("prefetch workers=%d %7.2f questions/s (rounds: %s s)", n, len(items) / timing["median"],
+                    ", ".join(f"{t:.2f}" for t in timing["runs"]))
+    base = f"workers={args.num_workers[0]}"
+    ratios = {f"workers_{n}_over_{args.num_workers[0]}": ratio(runs[base], runs[f"workers={n}"])
+              for n in args.num_workers[1:]}
+    return {"rows": rows, "speedup": ratios,
+            "predictions_agree": all(p == preds[base] for p in preds.values())}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=100, help="questions (default 100)")
@@ -141,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="prompt shapes to measure (default both)")
     parser.add_argument("--clips", type=int, default=20, help="clips per question in the long shape (default 20)")
     parser.add_argument("--queries", type=int, default=64, help="tokens per clip in the long shape (default 64)")
+    parser.add_argument("--num-workers", type=int, nargs="+", default=None,
+                        help="also time decoding ahead with these numbers of DataLoader workers (e.g. 0 1 2)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.num_workers is not None and min(args.num_workers) < 0:
+        parser.error("--num-workers must be >= 0")
     for name in ("num", "repeats", "threads", "clips", "queries"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -163,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from divot.eval.tasks.egoschema import load_items
 
     shapes: dict[str, dict] = {}
+    prefetch = None
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = Path(tmp)
         data = generate_dataset(args.tmp / "data", num=args.num, seed=0, num_stories=0, progress=False)
@@ -176,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             sources = {"cache": VideoTokens(model, cache), "decode": VideoTokens(model, None)}
             shapes["short"] = measure_shape("short", model, items, sources, args)
             shapes["short"]["clips_x_queries"] = list(cache[items[0].video_id].shape[:2])
+            if args.num_workers:
+                prefetch = measure_prefetch(model, items, args)
         if "long" in args.shapes:
             model = build_model(args.queries)
             cfg = model.llm.config
@@ -196,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [row for s in shapes.values() for row in s["rows"]],
         "ratios": {shape: s["ratios"] for shape, s in shapes.items()},
         "shapes": {shape: {k: v for k, v in s.items() if k not in ("rows", "ratios")} for shape, s in shapes.items()},
+        "prefetch": prefetch,
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for r in result["rows"]:
         print(f"| {r['shape']} | {r['scoring']} | {r['video_input']} | {r['questions_per_second']:.2f} | "
+              f"{r['questions_per_second_min']:.2f}-{r['questions_per_second_max']:.2f} | "
+              f"{100 * r['timing']['spread']:.0f}% |")
+    for r in (prefetch or {}).get("rows", []):
+        print(f"| short | kv | decode, {r['num_workers']} workers | {r['questions_per_second']:.2f} | "
               f"{r['questions_per_second_min']:.2f}-{r['questions_per_second_max']:.2f} | "
               f"{100 * r['timing']['spread']:.0f}% |")
     for shape, ratios in result["ratios"].items():

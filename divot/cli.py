@@ -1,7 +1,8 @@
 """The ``divot`` command line: one dispatch table of subcommands.
 
 Each entry names a module in ``divot.commands`` that defines ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported lazily so ``divot --help`` stays fast.
+``run(args) -> int``. ``main`` imports only the chosen command's module, so ``divot --help`` never loads torch,
+and ``divot data shapes`` never loads diffusers or transformers.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Iterable
 
 from divot.commands.console import err
 
@@ -38,21 +40,33 @@ class CommandError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``divot`` parser. ``commands``: the subcommands whose modules are imported and whose options are
+    added (default: all of them); the others are listed with their help line only, enough for ``divot --help``."""
+    chosen = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(prog="divot", description="Divot video tokenizer + LLM toolkit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        if name in chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option (the top level takes no values)."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = chosen_command(argv)
+    parser = build_parser([] if command is None else [command])
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -146,13 +146,18 @@ class PretrainedMixin:
 
         with init_empty_weights(include_buffers=False):
             model = cls(config)
-        state = load_safetensors(weights, model.load_dtype_rule(dtype, device), device,
-                                 on_read=getattr(model, "on_weight_read", None))
+        rule = model.load_dtype_rule(dtype, device)
+        state = load_safetensors(weights, rule, device, on_read=model.weight_read_hook())
         model.load_saved_state_dict(state, where=str(weights), assign=True)
         del state
         if device is not None:
             model.to(device)  # the buffers the file does not hold
         return model
+
+    def weight_read_hook(self):
+        """None, or ``(key, stored tensor) -> None`` that ``from_pretrained`` calls with each tensor it casts,
+        before the cast (after ``load_dtype_rule``). Tensors it sees are read whole before they are cast."""
+        return None
 
     def load_dtype_rule(self, dtype, device=None):
         """How ``from_pretrained`` casts each saved tensor: ``(key, stored dtype) -> dtype``. The default casts

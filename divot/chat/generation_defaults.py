@@ -69,7 +69,7 @@ class GenerationDefaults:
     template: str | None = DEFAULT_TEMPLATE
 
     def __post_init__(self):
-        from divot.diffusion.detokenizer import SAMPLERS
+        from divot.diffusion.config import SAMPLERS
 
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler: expected one of {list(SAMPLERS)}, got {self.sampler!r}")

@@ -262,20 +262,34 @@ class Divot:
         clips = sparse_clips(video, self.tokenizer.config.frame_size, MAX_CLIPS if max_clips is None else max_clips)
         return self.tokenizer.encode(clips, progress=progress)  # (clips, q, d)
 
-    def ask(self, video, question: str, *, seed: int | None = None, **decoding) -> str:
+    def ask(self, video, question: str | list[str], *, seed: int | None = None, batch_size: int | None = None,
+            **decoding) -> str | list[str]:
         """Answer ``question`` about ``video`` (one turn). ``decoding``: ``greedy``, ``temperature``, ``top_p``,
         ``max_new_tokens``; ``seed`` makes sampling reproducible.
+
+        Several videos and / or questions (a list of videos with one question, one video with a list of questions,
+        or two lists of equal length, paired) give a list of answers, decoded together ``batch_size`` prompts at a
+        time (None: all at once); greedy answers equal the one-at-a-time answers. Under ``seed`` the whole call
+        draws from one generator (``divot.chat.batch``).
 
         Example::
 
             model.ask("clip.mp4", "What colour is the object?", seed=0)   # 'red'
+            model.ask(["a.mp4", "b.mp4"], "What colour is the object?", greedy=True)   # ['red', 'blue']
+            model.ask("a.mp4", ["What colour is it?", "What shape is it?"], greedy=True)
         """
+        from divot.chat.batch import ask_batch, is_video_list
+
+        if is_video_list(video) or isinstance(question, (list, tuple)):
+            return ask_batch(self, video, question, seed=seed, batch_size=batch_size, **decoding)
         return self.chat(video, seed=seed, **decoding).ask(question)
 
     def caption(self, video, instruction: str | None = None, *, seed: int | None = None, rerank: int = 0,
-                channel_weight: float = 0.1, checks=(), check_weight: float = 0.0, **decoding) -> str:
+                channel_weight: float = 0.1, checks=(), check_weight: float = 0.0, batch_size: int | None = None,
+                **decoding) -> str | list[str]:
         """A caption of ``video``: the pretraining caption prompt (``<s> <vid> clips </vid>``), or a QA turn
-        with ``instruction`` (e.g. "Describe the video.") for instruction-tuned models.
+        with ``instruction`` (e.g. "Describe the video.") for instruction-tuned models. A list of videos gives a
+        list of captions, decoded together as ``ask`` does (reranked captions: one video after another).
 
         ``rerank=N`` (> 0) captions by noisy-channel reranking instead: N beam-search captions, the best by
         log P(caption | video) + ``channel_weight`` * log p(video | caption) (``caption_candidates``);
@@ -289,6 +303,13 @@ class Divot:
             shape = AnswerCheck("what shape is the object?", ("circle", "square", "triangle"))
             model.caption("clip.mp4", rerank=16, checks=[shape], check_weight=4.0)
         """
+        from divot.chat.batch import caption_batch, is_video_list
+
+        if is_video_list(video):
+            if rerank:
+                return [self.caption(v, instruction, rerank=rerank, channel_weight=channel_weight, checks=checks,
+                                     check_weight=check_weight, **decoding) for v in video]
+            return caption_batch(self, video, instruction, seed=seed, batch_size=batch_size, **decoding)
         if rerank:
             if instruction is not None or decoding.keys() - {"max_new_tokens"}:
                 raise ValueError("rerank captions with the caption prompt and beam search: it takes no instruction "
@@ -331,8 +352,14 @@ class Divot:
         check_decoding(decoding)
         return Conversation(self, video, seed=seed, **decoding)
 
-    def generate_text(self, prompt, *, seed: int | None = None, **decoding) -> str:
-        """Text continuing an ``LLMSample`` prompt (``model.builder``'s ``qa_prompt`` ...)."""
+    def generate_text(self, prompt, *, seed: int | None = None, batch_size: int | None = None,
+                      **decoding) -> str | list[str]:
+        """Text continuing an ``LLMSample`` prompt (``model.builder``'s ``qa_prompt`` ...); a list of prompts
+        gives a list of texts, decoded together ``batch_size`` at a time (see ``ask``)."""
+        if isinstance(prompt, (list, tuple)):
+            from divot.chat.batch import generate_batch
+
+            return generate_batch(self, prompt, seed=seed, batch_size=batch_size, **decoding)
         check_decoding(decoding)
         with seeded(seed, self.device):
             return self.llm.generate_text(prompt, **decoding)

@@ -4,13 +4,16 @@
 annotation file (.jsonl / .json / .csv; ids from the records' ``id`` field, else the file stems). The cache
 (Arrow shards + manifest, see ``divot.data.token_cache``) is resumable: rerunning skips cached ids.
 Unreadable videos are logged, skipped and listed in ``skipped.jsonl``; ``summary.json`` has the counts.
+
+Under ``torchrun --nproc_per_node N`` (any number of nodes, the cache folder on a shared file system) each rank
+encodes every N-th video on its own device and rank 0 merges the parts: the cache is the same as one process
+builds (``divot.data.token_cache.ranks``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -37,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=64,
                         help="videos per shard: an interrupted run loses at most this many (default 64)")
     parser.add_argument("--num-workers", type=int, default=None,
-                        help="decoding processes (default: 0 on cpu, up to 8 with cuda)")
+                        help="processes decoding videos ahead of the tokenizer, per rank (default: up to 4 on cpu, "
+                             "8 with cuda, one core left per process; 0: decode in the main process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,8 +57,10 @@ def resolve_device(spec: str):
 
 
 def run(args) -> int:
+    from divot import distributed
     from divot.commands.tokenize import load_tokenizer
     from divot.constants import MAX_CLIPS
+    from divot.data.prefetch import default_num_workers
     from divot.data.token_cache import build_token_cache
 
     for name in ("batch_size", "shard_size", "max_clips"):
@@ -65,17 +71,23 @@ def run(args) -> int:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     if not args.videos.exists():  # before the (possibly slow) tokenizer load
         raise FileNotFoundError(f"--videos {args.videos} does not exist")
-    device = resolve_device(args.device)
-    num_workers = args.num_workers
-    if num_workers is None:
-        num_workers = 0 if device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1))
-    tokenizer = load_tokenizer(args.tokenizer, device, getattr(args, "precision", "auto")).eval()
-    summary = build_token_cache(
-        tokenizer, args.videos, args.out, max_clips=MAX_CLIPS if args.max_clips is None else args.max_clips,
-        batch_size=args.batch_size, precision=args.precision, token_dtype=args.token_dtype,
-        shard_size=args.shard_size, limit=args.limit, num_workers=num_workers, video_root=args.video_root,
-        tokenizer_source=args.tokenizer, progress=not args.no_progress,
-    )
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    rank, _ = distributed.init_from_env()
+    try:
+        device = distributed.local_device(resolve_device(args.device))
+        num_workers = default_num_workers(device) if args.num_workers is None else args.num_workers
+        tokenizer = load_tokenizer(args.tokenizer, device, getattr(args, "precision", "auto")).eval()
+        summary = build_token_cache(
+            tokenizer, args.videos, args.out, max_clips=MAX_CLIPS if args.max_clips is None else args.max_clips,
+            batch_size=args.batch_size, precision=args.precision, token_dtype=args.token_dtype,
+            shard_size=args.shard_size, limit=args.limit, num_workers=num_workers, video_root=args.video_root,
+            tokenizer_source=args.tokenizer, progress=not args.no_progress,
+        )
+    finally:
+        distributed.finish()
+    if rank != 0:
+        return 0
     c = summary["counts"]
     logger.info("%s: %d cached, %d skipped (see %s), %d already present, %d left beyond --limit",
                 args.out, c["cached"], c["skipped"], args.out / "skipped.jsonl", c["already_present"], c["remaining"])

@@ -75,7 +75,7 @@ def add_rendering_arguments(parser: argparse.ArgumentParser) -> None:
 def rendering_options(args) -> dict:
     """Keyword arguments for ``Divot.generate_video`` / ``tell_story`` from ``add_rendering_arguments`` options;
     None (not given) leaves the setting to the model's generation defaults."""
-    from divot.diffusion.detokenizer import SAMPLERS
+    from divot.diffusion.config import SAMPLERS
 
     if args.sampler is not None and args.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {args.sampler!r}; choose from {list(SAMPLERS)}")

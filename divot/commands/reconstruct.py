@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-clips", type=int, default=None, help="at most this many 2-second clips (20)")
     parser.add_argument("--batch-size", type=int, default=4, help="clips decoded together")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--num-workers", type=int, default=None,
+                        help="a folder: processes decoding the next videos while one is reconstructed (default: up "
+                             "to 4, one core left; 0: decode in the main process)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="one video: write original | reconstruction next to each other")
 
@@ -121,8 +124,14 @@ def _run_folder(args, tokenizer, detokenizer, options: dict) -> int:
         write_video(first, out / GIF_DIR / _gif_name(path.relative_to(args.input).as_posix()),
                     fps=_fps(recon.shape[1]))
 
+    from divot.data.prefetch import default_num_workers
+
+    num_workers = getattr(args, "num_workers", None)
+    num_workers = default_num_workers(detokenizer.uncond_tokens.device) if num_workers is None else num_workers
+    if num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {num_workers}")
     results = evaluate_folder(tokenizer, detokenizer, args.input, results_path=out / RESULTS_NAME,
-                              on_video=write_gif, **options)
+                              on_video=write_gif, num_workers=num_workers, **options)
     results = {"input": str(args.input), "tokenizer": str(args.tokenizer), "detokenizer": str(args.detokenizer),
                **results}
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")

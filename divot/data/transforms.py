@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from divot.constants import DENSE_FRAMES, FRAME_SIZE, NUM_SPARSE_FRAMES, PIXEL_MEAN, PIXEL_STD, SPARSE_INDICES
+from divot.data.decoders.base import scaled_size
 
 # Frames are converted to float in chunks so that a few hundred full-HD frames never sit in memory as
 # float32 at native size (320 x 1080p would be 8 GB).
@@ -35,8 +36,7 @@ def frames_to_tensor(frames, size: int = FRAME_SIZE) -> torch.Tensor:
     if not (isinstance(size, int) and size > 0):
         raise ValueError(f"size must be a positive integer, got {size!r}")
     h, w = frames.shape[1:3]
-    scale = size / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))  # short side exactly size
+    new_h, new_w = scaled_size(h, w, size)  # short side exactly size (what the decoders decode at)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)

@@ -10,6 +10,11 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+# The de-tokenizer's samplers: the published DDIM ("reference") and the diffusers schedulers of
+# ``divot.diffusion.schedule.SCHEDULERS`` (one factory per name; a test keeps the two equal). Named here, where
+# neither torch nor diffusers is imported, so that generation defaults and CLI options can be checked cheaply.
+SAMPLERS = ("reference", "ddim", "ddpm", "dpmsolver++", "euler", "unipc")
+
 
 @dataclass
 class UNetConfig:

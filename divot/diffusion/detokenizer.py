@@ -23,6 +23,7 @@ from torch import nn
 from divot.constants import DENSE_FRAMES, FRAME_SIZE
 from divot.diffusion.condition import ConditionResampler
 from divot.diffusion.config import (
+    SAMPLERS,
     ConditionResamplerConfig,
     ScheduleConfig,
     UNetConfig,
@@ -34,14 +35,12 @@ from divot.diffusion.config import (
 from divot.diffusion.offload import install_cpu_offload, offload_all, remove_cpu_offload
 from divot.diffusion.reference_sampler import reference_ddim_sample
 from divot.diffusion.sampling import sample_with_scheduler
-from divot.diffusion.schedule import SCHEDULERS, make_alphas_cumprod, make_scheduler
+from divot.diffusion.schedule import make_alphas_cumprod, make_scheduler
 from divot.diffusion.unet import VideoUNet
 from divot.diffusion.vae import build_vae, decode_latents, encode_frames
 from divot.hub import PretrainedMixin
 
 logger = logging.getLogger(__name__)
-
-SAMPLERS = ("reference", *sorted(SCHEDULERS))
 
 
 @dataclass

@@ -7,6 +7,13 @@ format and the first filled-in example), the decoding settings, the judge's iden
 answered, missing_videos, unparseable, ...), ``accuracy`` with its 95% bootstrap interval, and the list of
 missing videos with the reason for each.
 
+Under ``torchrun`` (``divot.distributed``) every rank answers every world-th item into its own
+``predictions.rank<r>.jsonl``; after a barrier rank 0 merges them into ``predictions.jsonl`` (item order) and
+writes the summary and the task's files; the other ranks read the summary back. ``predictions.jsonl`` and the
+summary of a fresh run are the same whatever the number of ranks and ``num_workers``, except the two fields
+that describe the run rather than the result: ``seconds_this_run`` and ``parallel`` (world size, decoding
+workers). A rerun (with any number of ranks) redoes only the items no rank finished.
+
 Example::
 
     from divot import Divot
@@ -23,16 +30,21 @@ from __future__ import annotations
 import logging
 import time
 
+from divot.distributed import barrier, rank_world, shard
 from divot.eval import multiple_choice, openended
 from divot.eval.runner import (
+    PREDICTIONS_NAME,
+    SUMMARY_NAME,
     EvalConfig,
     PredictionLog,
     VideoTokens,
     check_run_settings,
     limit_items,
+    merge_parts,
     missing_summary,
     model_identity,
     open_cache,
+    read_json,
     run_items,
     write_summary,
 )
@@ -80,16 +92,31 @@ def evaluate(cfg: EvalConfig, model, judge=None) -> dict:
     prompt = _prompt_info(task, cfg, items[0], model)
     identity = model_identity(model, cfg.model)
     judge_identity = judge.identity if judge is not None else None
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    check_run_settings(cfg.out, {"task": cfg.task, "model": identity, "questions": str(cfg.questions),
-                                 "answers": str(cfg.answers), "prompt_template": prompt["template"],
-                                 "decoding": decoding, "max_clips": cfg.max_clips,
-                                 "judge": {k: v for k, v in (judge_identity or {}).items()
-                                           if k not in ("served_model", "system_fingerprint")}})
-    log = PredictionLog(cfg.out)
+    settings = {"task": cfg.task, "model": identity, "questions": str(cfg.questions), "answers": str(cfg.answers),
+                "prompt_template": prompt["template"], "decoding": decoding, "max_clips": cfg.max_clips,
+                "judge": {k: v for k, v in (judge_identity or {}).items()
+                          if k not in ("served_model", "system_fingerprint")}}
+    rank, world = rank_world()
+    if rank == 0:  # first, alone: write or check run.json, fold in the parts a killed multi-process run left
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        check_run_settings(cfg.out, settings)
+        PredictionLog(cfg.out)  # cuts a line a kill left half-written, before other ranks read the file
+        merge_parts(cfg.out, items)
+    barrier()
+    if rank != 0:
+        check_run_settings(cfg.out, settings)
+    log = PredictionLog(cfg.out, rank=None if world == 1 else rank)
     tokens = VideoTokens(model, open_cache(cfg, model), cfg.max_clips)
     start = time.perf_counter()
-    records = run_items(items, predict, tokens, log, desc=cfg.task, progress=cfg.progress)
+    run_items(shard(items, rank, world), predict, tokens, log, desc=cfg.task, progress=cfg.progress and rank == 0,
+              num_workers=cfg.num_workers)
+    barrier()
+    if rank != 0:
+        barrier()  # rank 0 merges and writes the summary
+        return read_json(cfg.out / SUMMARY_NAME, "evaluation summary")
+    merge_parts(cfg.out, items)
+    log = PredictionLog(cfg.out)
+    records = [log.records[it.item_id] for it in items]
     seconds = time.perf_counter() - start
     if task.KIND == "mc":
         metrics = multiple_choice.summarize_mc(records, cfg, task.GROUP_KEY)
@@ -103,12 +130,14 @@ def evaluate(cfg: EvalConfig, model, judge=None) -> dict:
         "judge": judge.identity if judge is not None else None,
         **metrics, **missing_summary(records),
         "seconds_this_run": round(seconds, 3),
-        "files": {"predictions": str(log.path), "summary": str(cfg.out / "summary.json")},
+        "parallel": {"world_size": world, "num_workers": cfg.num_workers},
+        "files": {"predictions": str(cfg.out / PREDICTIONS_NAME), "summary": str(cfg.out / SUMMARY_NAME)},
     }
     finish = getattr(task, "finish", None)
     if finish is not None:
         finish(cfg, records, summary)
     write_summary(cfg.out, summary)
+    barrier()
     acc = summary["accuracy"]
     logger.info("%s: accuracy %s over %d answered of %d (%d missing videos); summary in %s", cfg.task,
                 "n/a" if acc is None else f"{acc:.4f}", summary["counts"]["answered"], len(records),

@@ -5,13 +5,17 @@ where ``{text}`` is the template filled in.
 
 - ``ll`` (default template ``LL_TEMPLATE`` = ``"{question}"``): the 5 options are scored as continuations of
   the prompt with ``DivotLLM.score_continuations``: the question-and-video prefix runs once and its KV cache
-  is shared by the options. The score is the mean log-likelihood per token (``ll_normalize="mean"``, so long
-  options are not penalised) or the sum; the prediction is the highest score. This is also how the
+  is shared by the options, which run together in one more forward pass (right-padded); with ``--batch-size N``
+  N questions' prefixes run in one left-padded pass and their 5 N options in one more
+  (``DivotLLM.score_continuations_batch``). The score is the mean log-likelihood per token
+  (``ll_normalize="mean"``, so long options are not penalised) or the sum; the prediction is the highest score. This is also how the
   shapes-world model is trained (the answer of an EgoSchema-format record is the option text).
 - ``gen`` (default template ``GEN_TEMPLATE``): the question, the options as "A. ..." lines and "Answer with
   the option's letter from the given choices directly."; greedy decoding, at most ``GEN_MAX_NEW_TOKENS``
   new tokens unless set; the answer is parsed with ``divot.eval.answers.parse_letter``. An unparseable answer
-  is wrong, counted (``unparseable``) and listed, never replaced by a guess.
+  is wrong, counted (``unparseable``) and listed, never replaced by a guess. With ``--batch-size N`` greedy
+  answers are decoded N questions at a time (the same answers); sampled ones stay one at a time, so that each
+  item keeps its own seed.
 
 Templates may use ``{question}`` and ``{options}`` (the lettered lines).
 """
@@ -22,7 +26,7 @@ from collections import Counter
 
 from divot.eval.answers import option_letters, parse_letter
 from divot.eval.bootstrap import bootstrap_ci
-from divot.eval.runner import ANSWERED, EvalConfig, EvalItem
+from divot.eval.runner import ANSWERED, EvalConfig, EvalItem, batched
 
 LL_TEMPLATE = "{question}"
 GEN_TEMPLATE = "{question}\n{options}\nAnswer with the option's letter from the given choices directly."
@@ -58,26 +62,45 @@ def decoding_settings(cfg: EvalConfig, model) -> dict:
 
 
 def make_predictor(cfg: EvalConfig, model):
-    """``predict(item, clips) -> fields`` for ``run_items``: ``pred`` (index or None) and the evidence."""
+    """``predict(item, clips) -> fields`` for ``run_items``: ``pred`` (index or None) and the evidence.
+
+    ``predict.batch(items, clips_list)`` answers several items at once (``run_items`` with ``cfg.batch_size``)."""
     template = cfg.prompt_template or default_template(cfg.mode)
 
+    def prompt_of(item: EvalItem, clips):
+        return model.builder.qa_prompt(clips, mc_text(item, template))
+
     if cfg.mode == "ll":
-        def predict(item: EvalItem, clips) -> dict:
-            prompt = model.builder.qa_prompt(clips, mc_text(item, template))
-            scores = model.llm.score_continuations(prompt, list(item.options),
-                                                   normalize=cfg.ll_normalize == "mean")
+        normalize = cfg.ll_normalize == "mean"
+
+        def fields(scores) -> dict:
             return {"pred": int(scores.argmax()), "scores": [round(float(s), 5) for s in scores]}
-        return predict
+
+        def predict(item: EvalItem, clips) -> dict:
+            return fields(model.llm.score_continuations(prompt_of(item, clips), list(item.options), normalize))
+
+        def predict_batch(items: list[EvalItem], clips_list: list) -> list[dict]:
+            prompts = [prompt_of(item, clips) for item, clips in zip(items, clips_list, strict=True)]
+            scores = model.llm.score_continuations_batch(prompts, [list(item.options) for item in items], normalize)
+            return [fields(s) for s in scores]
+        return batched(predict, predict_batch, cfg.batch_size)
 
     decoding = cfg.decoding()
     decoding.setdefault("max_new_tokens", GEN_MAX_NEW_TOKENS)
 
     def predict(item: EvalItem, clips) -> dict:
-        prompt = model.builder.qa_prompt(clips, mc_text(item, template))
-        response = model.generate_text(prompt, seed=None if cfg.greedy else cfg.item_seed(item.item_id),
-                                       **decoding)
+        response = model.generate_text(prompt_of(item, clips),
+                                       seed=None if cfg.greedy else cfg.item_seed(item.item_id), **decoding)
         return {"pred": parse_letter(response, item.options), "response": response}
-    return predict
+
+    def predict_batch(items: list[EvalItem], clips_list: list) -> list[dict]:
+        if not cfg.greedy:  # sampled answers keep their per-item seeds: one at a time
+            return [predict(item, clips) for item, clips in zip(items, clips_list, strict=True)]
+        prompts = [prompt_of(item, clips) for item, clips in zip(items, clips_list, strict=True)]
+        responses = model.generate_text(prompts, **decoding)
+        return [{"pred": parse_letter(r, item.options), "response": r}
+                for item, r in zip(items, responses, strict=True)]
+    return batched(predict, predict_batch, cfg.batch_size)
 
 
 def summarize_mc(records: list[dict], cfg: EvalConfig, group_key: str | None = None,

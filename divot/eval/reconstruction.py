@@ -11,6 +11,7 @@ same clips; a reconstruction is only informative where its PSNR is clearly above
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from divot.constants import DENSE_FRAMES, MAX_CLIPS, NUM_SPARSE_FRAMES
 from divot.data.loading import load_video_clips
+from divot.data.prefetch import LoadFailed, prefetch
 from divot.data.transforms import dense_frame_subset, to_sparse
 from divot.data.video import VideoDecodeError, list_videos
 from divot.eval.metrics import psnr, ssim
@@ -60,8 +62,9 @@ def frame_subset(num_frames: int) -> list[int]:
 def reconstruct_video(tokenizer, detokenizer, path: str | Path, num_steps: int = 50, sampler: str = "reference",
                       guidance_scale: float = 7.5, guidance_rescale: float = 0.7, eta: float = 1.0,
                       seed: int = 0, max_clips: int = MAX_CLIPS, batch_size: int = 4, precision: str = "auto",
-                      progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokenize a video's clips and render them back.
+                      progress: bool = False, clips: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenize a video's clips and render them back (``clips``: the video's clips already decoded by
+    ``load_video_clips``, (n, 16, 3, S, S), e.g. in a background process).
 
     The clips follow the one sampling policy (``load_video_clips``); the tokenizer sees their 5 sparse frames.
     ``eta`` is the DDIM noise level of the "reference" and "ddim" samplers (1.0, the published setting, adds
@@ -79,7 +82,8 @@ def reconstruct_video(tokenizer, detokenizer, path: str | Path, num_steps: int =
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cfg = detokenizer.config
-    dense = load_video_clips(path, size=cfg.frame_size, max_clips=max_clips)  # (n, 16, 3, S, S)
+    dense = clips if clips is not None else load_video_clips(path, size=cfg.frame_size, max_clips=max_clips)
+    # dense: (n, 16, 3, S, S)
     was_training = tokenizer.training
     tokenizer.eval()  # e.g. the tiny preset's batch-norm of the tokens uses its running statistics
     try:
@@ -152,13 +156,14 @@ def evaluate_folder(tokenizer, detokenizer, folder: str | Path, num_steps: int =
                     guidance_scale: float = 7.5, guidance_rescale: float = 0.7, eta: float = 1.0, seed: int = 0,
                     max_clips: int = MAX_CLIPS, batch_size: int = 4, precision: str = "auto",
                     results_path: str | Path | None = None, recursive: bool = False,
-                    on_video: VideoCallback | None = None, progress: bool = True) -> dict:
+                    on_video: VideoCallback | None = None, progress: bool = True, num_workers: int = 0) -> dict:
     """Reconstruct every video of ``folder`` and score it.
 
     Videos that cannot be decoded are skipped with a warning naming each and counted (``num_skipped``). With
     ``results_path`` (JSONL), one line per finished video is appended and flushed; videos already there
     (same settings) are not recomputed. ``on_video(path, original, reconstruction)`` runs after each newly
     reconstructed video (e.g. to write a side-by-side GIF). Every video is reconstructed with the same ``seed``.
+    ``num_workers`` processes decode the next videos while this one is reconstructed (``divot.data.prefetch``).
 
     Returns a JSON-ready dict: ``videos`` (one record per evaluated video: ``video`` (path relative to the
     folder), ``num_clips``, mean-over-clips ``psnr`` / ``ssim`` / ``psnr_black`` and per-clip lists),
@@ -182,6 +187,9 @@ def evaluate_folder(tokenizer, detokenizer, folder: str | Path, num_steps: int =
         results_path.parent.mkdir(parents=True, exist_ok=True)
         sink = results_path.open("a")
     try:
+        todo = [p for p in videos if p.relative_to(folder).as_posix() not in done]
+        load = functools.partial(load_video_clips, size=detokenizer.config.frame_size, max_clips=max_clips)
+        decoded = prefetch(todo, load, num_workers, errors=(VideoDecodeError, FileNotFoundError))
         bar = tqdm(videos, desc="reconstruct", unit="video", disable=not progress)
         for path in bar:
             name = path.relative_to(folder).as_posix()
@@ -190,11 +198,13 @@ def evaluate_folder(tokenizer, detokenizer, folder: str | Path, num_steps: int =
                 num_resumed += 1
                 continue
             bar.set_postfix_str(name)
+            _, dense = next(decoded)  # (n, 16, 3, S, S); a failed one is read again here for its error
             try:
                 original, recon = reconstruct_video(
                     tokenizer, detokenizer, path, num_steps=num_steps, sampler=sampler,
                     guidance_scale=guidance_scale, guidance_rescale=guidance_rescale, eta=eta, seed=seed,
-                    max_clips=max_clips, batch_size=batch_size, precision=precision)
+                    max_clips=max_clips, batch_size=batch_size, precision=precision,
+                    clips=None if isinstance(dense, LoadFailed) else dense)
             except (VideoDecodeError, FileNotFoundError) as err:
                 logger.warning("skipping %s: %s", path, err)
                 skipped[name] = str(err)

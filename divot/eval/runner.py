@@ -5,9 +5,16 @@
 - ``EvalItem``: one question (id, video id, resolved video path or None, question, options, answer).
 - ``VideoTokens``: clip tokens (clips, q, d) for an item, read from a ``TokenCache`` by video id or computed by
   decoding and tokenizing the video; a missing or unreadable video raises ``MissingVideo`` with the reason.
+  ``VideoTokens.iterate`` decodes ahead in DataLoader workers (``divot.data.prefetch``) while the main
+  process tokenizes and answers; results come in item order and a bad video is the same ``MissingVideo``.
 - ``PredictionLog``: ``predictions.jsonl``, one JSON line per item appended (and flushed) as it is done. A rerun
   reads it back and skips finished ids; a truncated last line (a kill mid-write) is cut off. Items whose video
   was missing are logged too (status ``missing_video``) and retried by a rerun.
+- Several ranks (``torchrun``, ``divot.distributed``): rank r answers every world-th unfinished item and
+  appends to its own ``predictions.rank<r>.jsonl`` (checking "finished" against ``predictions.jsonl``);
+  ``merge_parts`` (rank 0, after a barrier, and at the start of every run for the parts a killed run left)
+  appends the parts' records to ``predictions.jsonl`` in item order and removes them. A fresh run's
+  ``predictions.jsonl`` is therefore the same, line for line, whatever the number of ranks.
 - ``run_items``: the loop (tqdm), ``write_summary``: ``summary.json`` (written atomically).
 
 ``run.json`` in the output folder records the settings that decide the predictions (model, mode, prompt,
@@ -30,6 +37,7 @@ from divot.hub import atomic_write_text
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_NAME = "predictions.jsonl"
+PART_GLOB = "predictions.rank*.jsonl"
 SUMMARY_NAME = "summary.json"
 RUN_NAME = "run.json"
 MODES = ("ll", "gen")
@@ -65,6 +73,8 @@ class EvalConfig:
     accuracy_metric: str | None = None
     bootstrap_resamples: int = 1000
     progress: bool = True
+    num_workers: int = 0
+    batch_size: int = 1
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -98,6 +108,10 @@ class EvalConfig:
             raise ValueError(f"ll_normalize must be 'mean' or 'sum', got {self.ll_normalize!r}")
         if self.bootstrap_resamples < 1:
             raise ValueError(f"bootstrap_resamples must be >= 1, got {self.bootstrap_resamples}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
     def decoding(self) -> dict:
         """Keyword arguments for ``Divot.generate_text`` (greedy or sampling)."""
@@ -151,55 +165,93 @@ def find_video(folder: Path | None, name: str, prefixes: tuple[str, ...] = ("",)
     return None
 
 
+# What "cannot read this video" looks like when decoding or tokenizing it.
+_UNREADABLE = (FileNotFoundError, OSError, ValueError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class ClipDecoder:
+    """``item -> clips``: the tokenizer's input (clips, 5, 3, S, S) of an item's video, or ``MissingVideo``.
+    Small and model-free, so it can run in a DataLoader worker."""
+
+    frame_size: int
+    max_clips: int | None = None
+
+    def __call__(self, item: EvalItem):
+        from divot.constants import MAX_CLIPS
+        from divot.data.loading import load_sparse_clips
+
+        if item.video is None:
+            raise MissingVideo("no video file")
+        try:
+            return load_sparse_clips(item.video, size=self.frame_size,
+                                     max_clips=MAX_CLIPS if self.max_clips is None else self.max_clips)
+        except _UNREADABLE as err:  # VideoDecodeError is a ValueError
+            raise MissingVideo(f"unreadable: {err}") from err
+
+
 class VideoTokens:
     """Clip tokens of an item's video: from ``cache`` (a ``TokenCache``, looked up by ``item.video_id``) when
-    given, else ``model.tokens(path)``. Raises ``MissingVideo`` saying why a video cannot be had."""
+    given, else decoded and tokenized (as ``Divot.tokens``). Raises ``MissingVideo`` saying why a video cannot
+    be had."""
 
     def __init__(self, model, cache=None, max_clips: int | None = None):
         self.model, self.cache, self.max_clips = model, cache, max_clips
 
     def __call__(self, item: EvalItem):
-        from divot.data.video import VideoDecodeError
+        if self.cache is not None:
+            return self._cached(item)
+        return self.encode(ClipDecoder(self.model.tokenizer.config.frame_size, self.max_clips)(item))
+
+    def _cached(self, item: EvalItem):
+        if item.video_id not in self.cache:
+            skipped = self.cache.skipped.get(item.video_id)
+            reason = f"not in token cache ({skipped['error']})" if skipped else "not in token cache"
+            raise MissingVideo(reason)
+        tokens = self.cache[item.video_id].float()
+        return tokens if self.max_clips is None else tokens[: self.max_clips]  # (clips, q, d)
+
+    def encode(self, clips):
+        """Tokens of decoded clips (clips, 5, 3, S, S) -> (clips, q, d), as ``Divot.tokens`` computes them."""
+        try:
+            return self.model.tokenizer.encode(clips, progress=False)  # (clips, q, d)
+        except _UNREADABLE as err:
+            raise MissingVideo(f"unreadable: {err}") from err
+
+    def iterate(self, items: list[EvalItem], num_workers: int = 0):
+        """``(item, tokens or MissingVideo)`` for every item, in order; ``num_workers`` DataLoader workers
+        decode the next videos while the caller works on this one (a token cache needs none)."""
+        from divot.data.prefetch import LoadFailed, prefetch
 
         if self.cache is not None:
-            if item.video_id not in self.cache:
-                skipped = self.cache.skipped.get(item.video_id)
-                reason = f"not in token cache ({skipped['error']})" if skipped else "not in token cache"
-                raise MissingVideo(reason)
-            tokens = self.cache[item.video_id].float()
-            return tokens if self.max_clips is None else tokens[: self.max_clips]  # (clips, q, d)
-        if item.video is None:
-            raise MissingVideo("no video file")
-        try:
-            return self.model.tokens(item.video, max_clips=self.max_clips)  # (clips, q, d)
-        except (VideoDecodeError, FileNotFoundError, OSError, ValueError, RuntimeError) as err:
-            raise MissingVideo(f"unreadable: {err}") from err
+            for item in items:
+                try:
+                    yield item, self._cached(item)
+                except MissingVideo as err:
+                    yield item, err
+            return
+        decoder = ClipDecoder(self.model.tokenizer.config.frame_size, self.max_clips)
+        for item, clips in prefetch(items, decoder, num_workers, errors=(MissingVideo,)):
+            if isinstance(clips, LoadFailed):
+                yield item, MissingVideo(clips.error)
+                continue
+            try:
+                yield item, self.encode(clips)
+            except MissingVideo as err:
+                yield item, err
 
 
 class PredictionLog:
-    """``predictions.jsonl`` in ``out``: ``records`` maps item id -> its latest record."""
+    """The finished records of ``out``: ``records`` maps item id -> its latest record in ``predictions.jsonl``.
+    ``append`` writes to ``predictions.jsonl``, or with ``rank`` to that rank's part file."""
 
-    def __init__(self, out: Path):
-        self.path = Path(out) / PREDICTIONS_NAME
+    def __init__(self, out: Path, rank: int | None = None):
+        out = Path(out)
+        self.path = out / (PREDICTIONS_NAME if rank is None else part_name(rank))
         self.records: dict[str, dict] = {}
-        if self.path.exists():
-            self._read()
-
-    def _read(self) -> None:
-        data = self.path.read_bytes()
-        good = data.rfind(b"\n") + 1  # everything after the last newline is a line a kill cut short
-        if good < len(data):
-            logger.warning("%s: dropping a truncated last line (%d bytes)", self.path, len(data) - good)
-            with self.path.open("r+b") as f:
-                f.truncate(good)
-        for n, line in enumerate(data[:good].decode().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{self.path}:{n}: not a JSON line ({err}); fix or remove the file") from err
-            self.records[str(record["id"])] = record
+        merged = out / PREDICTIONS_NAME
+        if merged.exists():
+            self.records.update(read_records(merged))
 
     def done(self, item_id: str) -> bool:
         record = self.records.get(item_id)
@@ -211,6 +263,61 @@ class PredictionLog:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
         self.records[str(record["id"])] = record
+
+
+def part_name(rank: int) -> str:
+    """The prediction log of one rank of a multi-process run."""
+    return f"predictions.rank{rank:05d}.jsonl"
+
+
+def read_records(path: Path) -> dict[str, dict]:
+    """id -> latest record of a JSON-lines log; a truncated last line (a kill mid-write) is cut off the file."""
+    data = path.read_bytes()
+    good = data.rfind(b"\n") + 1  # everything after the last newline is a line a kill cut short
+    if good < len(data):
+        logger.warning("%s: dropping a truncated last line (%d bytes)", path, len(data) - good)
+        with path.open("r+b") as f:
+            f.truncate(good)
+    records: dict[str, dict] = {}
+    for n, line in enumerate(data[:good].decode().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n}: not a JSON line ({err}); fix or remove the file") from err
+        records[str(record["id"])] = record
+    return records
+
+
+def merge_parts(out: Path, items: list[EvalItem]) -> int:
+    """Append the records of the ranks' part files to ``predictions.jsonl`` and remove the parts (rank 0 only,
+    while no rank writes). Records come in the order of ``items`` (ids not among them after, in file order),
+    an answered record wins over a missing-video one, and records already in ``predictions.jsonl`` are not
+    written twice. Returns the number of records appended."""
+    from divot.hub import atomic_write_text
+
+    out = Path(out)
+    parts = sorted(out.glob(PART_GLOB))
+    if not parts:
+        return 0
+    merged_path = out / PREDICTIONS_NAME
+    merged = read_records(merged_path) if merged_path.exists() else {}
+    chosen: dict[str, dict] = {}
+    for part in parts:
+        for item_id, record in read_records(part).items():
+            if chosen.get(item_id, {}).get("status") != ANSWERED:
+                chosen[item_id] = record
+    order = [it.item_id for it in items if it.item_id in chosen]
+    listed = set(order)
+    order += [i for i in chosen if i not in listed]
+    new = [chosen[i] for i in order if merged.get(i) != chosen[i]]
+    old = merged_path.read_text() if merged_path.exists() else ""
+    atomic_write_text(merged_path, old + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
+    for part in parts:
+        part.unlink()
+    logger.info("%s: merged %d records from %d rank files", merged_path, len(new), len(parts))
+    return len(new)
 
 
 def check_run_settings(out: Path, settings: dict) -> None:
@@ -229,23 +336,52 @@ def check_run_settings(out: Path, settings: dict) -> None:
 
 
 def run_items(items: list[EvalItem], predict: Callable[[EvalItem, object], dict], tokens: VideoTokens,
-              log: PredictionLog, desc: str, progress: bool = True) -> list[dict]:
+              log: PredictionLog, desc: str, progress: bool = True, num_workers: int = 0) -> list[dict]:
     """Predict every item not already done in ``log``; returns the latest record of each item, in order.
 
     ``predict(item, clip_tokens)`` returns the task's fields; the log line adds ``id``, ``video_id``,
-    ``status``, ``answer`` and the item's ``meta`` fields."""
+    ``status``, ``answer`` and the item's ``meta`` fields. ``num_workers`` processes decode videos ahead. A
+    predictor made by ``batched`` with ``batch_size`` N > 1 answers N items (those whose video could be had) in
+    one ``predict.batch`` call; the lines (missing videos among them) are written in item order when the batch
+    is done, so ``predictions.jsonl`` is the same as with N = 1."""
     todo = [it for it in items if not log.done(it.item_id)]
     if len(todo) < len(items):
         logger.info("resuming: %d of %d items already in %s", len(items) - len(todo), len(items), log.path)
-    for item in tqdm(todo, desc=desc, disable=not progress):
+    batch_size = getattr(predict, "batch_size", 1) if hasattr(predict, "batch") else 1
+    pending: list[tuple[EvalItem, dict, object]] = []  # in item order; a missing video waits with the batch
+    for item, clips in tqdm(tokens.iterate(todo, num_workers), total=len(todo), desc=desc, disable=not progress):
         base = {"id": item.item_id, "video_id": item.video_id, "answer": item.answer, **item.meta}
-        try:
-            clips = tokens(item)
-        except MissingVideo as err:
-            log.append({**base, "status": MISSING, "reason": str(err)})
-            continue
-        log.append({**base, "status": ANSWERED, **predict(item, clips)})
+        if batch_size > 1:
+            pending.append((item, base, clips))
+            if sum(not isinstance(c, MissingVideo) for _, _, c in pending) == batch_size:
+                _answer_batch(predict, pending, log)
+                pending = []
+        elif isinstance(clips, MissingVideo):
+            log.append({**base, "status": MISSING, "reason": str(clips)})
+        else:
+            log.append({**base, "status": ANSWERED, **predict(item, clips)})
+    if pending:
+        _answer_batch(predict, pending, log)
     return [log.records[it.item_id] for it in items]
+
+
+def batched(predict: Callable[[EvalItem, object], dict], predict_batch: Callable[[list, list], list[dict]],
+            batch_size: int = 1) -> Callable[[EvalItem, object], dict]:
+    """``predict`` with ``predict.batch`` (several items at once: ``predict_batch(items, clips_list)`` -> one dict
+    of fields per item) and ``predict.batch_size`` (how many items ``run_items`` hands it at a time)."""
+    predict.batch, predict.batch_size = predict_batch, batch_size
+    return predict
+
+
+def _answer_batch(predict, pending: list[tuple[EvalItem, dict, object]], log: PredictionLog) -> None:
+    """Answer the batch's items in one ``predict.batch`` call; log every item (missing videos too) in order."""
+    ready = [(item, clips) for item, _, clips in pending if not isinstance(clips, MissingVideo)]
+    fields = iter(predict.batch([item for item, _ in ready], [clips for _, clips in ready]) if ready else [])
+    for _, base, clips in pending:
+        if isinstance(clips, MissingVideo):
+            log.append({**base, "status": MISSING, "reason": str(clips)})
+        else:
+            log.append({**base, "status": ANSWERED, **next(fields)})
 
 
 def missing_summary(records: list[dict], max_listed: int = 1000) -> dict:

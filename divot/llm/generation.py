@@ -3,12 +3,12 @@
 Frame placeholders (``<frame>``, ``</frame>``, ``<frame_NNNNN>``, ``<img>``, ``</img>``) are suppressed in every
 text generation: they are never produced as text. ``<vid>`` / ``</vid>`` are suppressed too, except while
 generating towards a video. Prompts are ``LLMSample``s from ``SequenceBuilder`` (``qa_prompt``,
-``caption_prompt``, ``generation_prompt``); one prompt at a time.
+``caption_prompt``, ``generation_prompt``). ``generate_texts`` and ``score_continuations_batch`` take several
+prompts at once (left-padded, ``divot.llm.batch_generation``).
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 import logging
 from dataclasses import dataclass
@@ -52,6 +52,16 @@ class DivotGenerationMixin:
         """New token ids after ``prompt`` (an ``LLMSample``), up to and including ``</s>`` (or a ``stop_ids`` id).
 
         Sampling with the reference defaults (temperature 0.7, top-p 0.5, 256 new tokens) unless ``greedy``."""
+        config = self.generation_config(max_new_tokens, temperature, top_p, greedy, allow_video, stop_ids)
+        _, _, embeds = self._prompt_embeds(prompt)
+        attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=config)
+        return out[0].tolist()  # with inputs_embeds only the new tokens come back (ending with a stop id, if hit)
+
+    def generation_config(self, max_new_tokens: int | None = None, temperature: float | None = None,
+                          top_p: float | None = None, greedy: bool = False, allow_video: bool = False,
+                          stop_ids: list[int] | None = None):
+        """The ``transformers.GenerationConfig`` of ``generate_ids`` (placeholders suppressed, stop ids, defaults)."""
         from transformers import GenerationConfig
 
         ids = self._require_tokenizer()
@@ -64,16 +74,21 @@ class DivotGenerationMixin:
         else:
             kwargs.update(do_sample=True, temperature=temperature or cfg.temperature, top_p=top_p or cfg.top_p,
                           top_k=0)
-        _, _, embeds = self._prompt_embeds(prompt)
-        attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
-        out = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask,
-                                generation_config=GenerationConfig(**kwargs))
-        return out[0].tolist()  # with inputs_embeds only the new tokens come back (ending with a stop id, if hit)
+        return GenerationConfig(**kwargs)
 
     def generate_text(self, prompt, **kwargs) -> str:
         """Text continuing ``prompt`` (answers, captions); frame tokens never appear. See ``generate_ids``."""
         new = self.generate_ids(prompt, **kwargs)
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+    def generate_texts(self, prompts: list, batch_size: int | None = None, **kwargs) -> list[str]:
+        """``generate_text`` for several prompts, decoded together in left-padded batches of ``batch_size`` (None:
+        all at once); greedy answers equal the one-prompt answers. See ``batch_generation.generate_ids_batch``."""
+        from divot.llm.batch_generation import generate_ids_batch
+
+        self._require_tokenizer()
+        new = generate_ids_batch(self, prompts, batch_size, **kwargs)
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
     @torch.no_grad()
     def query_hidden_states(self, input_ids: torch.Tensor, cmp_mask: torch.Tensor, cmp_clips: torch.Tensor,
@@ -132,9 +147,7 @@ class DivotGenerationMixin:
         self._require_tokenizer()
         return generate_story(self, prompt, num_segments, **kwargs)
 
-    def score_continuations(self, prompt, continuations: list[str], normalize: bool = False) -> torch.Tensor:
-        """Log-likelihood (float32, (n,)) of each continuation text after ``prompt``; the prompt runs once and
-        its KV cache is shared. ``normalize`` divides by the continuation's token count."""
+    def _encode_continuations(self, continuations: list[str]) -> list[list[int]]:
         self._require_tokenizer()
         ids = []
         for text in continuations:
@@ -142,28 +155,31 @@ class DivotGenerationMixin:
             if not cont:
                 raise ValueError(f"continuation {text!r} encodes to no tokens")
             ids.append(cont)
-        return self.score_continuation_ids(prompt, ids, normalize)
+        return ids
 
-    @torch.no_grad()
+    def score_continuations(self, prompt, continuations: list[str], normalize: bool = False) -> torch.Tensor:
+        """Log-likelihood (float32, (n,)) of each continuation text after ``prompt``; the prompt runs once and
+        its KV cache is shared: all n continuations run in one more forward pass (right-padded).
+        ``normalize`` divides by the continuation's token count."""
+        return self.score_continuation_ids(prompt, self._encode_continuations(continuations), normalize)
+
     def score_continuation_ids(self, prompt, continuations: list[list[int]], normalize: bool = False) -> torch.Tensor:
         """``score_continuations`` for token id lists (e.g. ending with ``</s>``)."""
-        if any(not cont for cont in continuations):
-            raise ValueError("a continuation has no token ids")
-        _, _, embeds = self._prompt_embeds(prompt)
-        out = self.llm(inputs_embeds=embeds, use_cache=True)
-        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        first = out.logits[0, -1].float().log_softmax(-1)  # (V,)
-        scores = []
-        for cont in continuations:
-            cont_ids = torch.tensor([cont], device=self.device)
-            total = embeds.shape[1] + len(cont)
-            step = self.llm(input_ids=cont_ids, use_cache=True, **_cache_kwargs(self.llm, copy.deepcopy(cache)),
-                            attention_mask=torch.ones(1, total, dtype=torch.long, device=self.device))
-            logp = step.logits[0, :-1].float().log_softmax(-1)  # (m-1, V)
-            rest = logp.gather(-1, cont_ids[0, 1:, None].to(logp.device)).sum()  # the LM head's device
-            score = first[cont[0]] + rest.to(first.device)
-            scores.append(score / len(cont) if normalize else score)
-        return torch.stack(scores).cpu()
+        from divot.llm.batch_generation import score_continuation_ids_batch
+
+        return score_continuation_ids_batch(self, [prompt], [continuations], normalize)[0]
+
+    def score_continuations_batch(self, prompts: list, continuations: list[list[str]],
+                                  normalize: bool = False) -> list[torch.Tensor]:
+        """``score_continuations`` for several prompts at once (e.g. several multiple-choice questions): their
+        prefixes run in one left-padded forward pass, all their continuations in one more. One (n_i,) float32
+        tensor per prompt."""
+        from divot.llm.batch_generation import score_continuation_ids_batch
+
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
+        ids = [self._encode_continuations(list(conts)) for conts in continuations]
+        return score_continuation_ids_batch(self, prompts, ids, normalize)
 
 
 def _cache_kwargs(llm, cache) -> dict:

@@ -352,3 +352,29 @@ class LLMCollator:
             "num_cmp_clips": torch.tensor([x.cmp_clips.shape[0] for x in samples]),
             "num_gen_clips": torch.tensor([x.gen_clips.shape[0] for x in samples]),
         }
+
+
+def left_pad_prompts(samples: list[LLMSample], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Left-pads inference prompts for batched decoding (b prompts, s = longest; every row ends with its last real
+    token, so the next-token logits of all rows sit in the last column).
+
+    ``input_ids`` (b, s) int64 (pad id on the left), ``attention_mask`` (b, s) int64 (0 on the padding),
+    ``position_ids`` (b, s) int64 (0 at each row's first real token, as in an unpadded pass; 0 on the padding),
+    ``cmp_mask`` (b, s) bool, ``cmp_clips`` (n_cmp, q, d) float32 (all prompts' clips in order). Prompts with
+    generation queries are rejected: their bidirectional blocks need the 4D mask, not a padding mask.
+    """
+    if not samples:
+        raise ValueError("cannot pad an empty list of prompts")
+    if any(bool(x.gen_mask.any()) for x in samples):
+        raise ValueError("left_pad_prompts takes comprehension prompts; a prompt has generation query positions")
+    b, s = len(samples), max(len(x) for x in samples)
+    input_ids = torch.full((b, s), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros(b, s, dtype=torch.long)
+    position_ids = torch.zeros(b, s, dtype=torch.long)
+    cmp_mask = torch.zeros(b, s, dtype=torch.bool)
+    for i, x in enumerate(samples):
+        n = len(x)
+        input_ids[i, s - n :], attention_mask[i, s - n :], cmp_mask[i, s - n :] = x.input_ids, 1, x.cmp_mask
+        position_ids[i, s - n :] = torch.arange(n)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+            "cmp_mask": cmp_mask, "cmp_clips": torch.cat([x.cmp_clips for x in samples])}

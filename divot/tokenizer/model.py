@@ -185,6 +185,10 @@ class VideoTokenizer(PretrainedMixin, nn.Module):
         self._cast_on_read = matrices
         return lambda key, stored: torch.bfloat16 if key in matrices and stored.is_floating_point else stored
 
+    def weight_read_hook(self):
+        """While loading with dtype "auto": remember the saved values of the weights that are cast."""
+        return self.on_weight_read if getattr(self, "_cast_on_read", None) else None
+
     def on_weight_read(self, key: str, tensor: torch.Tensor) -> None:
         """While loading: remember the saved values' fingerprint of each weight that is cast, so that the
         tokenizer keeps the identity of its file (``divot.data.token_cache.tokenizer_identity``)."""

@@ -29,15 +29,15 @@ def decode_clip_indices(clips: torch.Tensor) -> np.ndarray:
 
 @pytest.fixture
 def count_reads(monkeypatch):
-    """Record every read_frames call the loaders make: a list of index arrays."""
+    """Record every decode the loaders make: a list of index arrays."""
     calls = []
-    real = loading.read_frames
+    real = loading._decode_frames
 
-    def recording(path, indices):
+    def recording(video, indices):
         calls.append(np.asarray(indices).copy())
-        return real(path, indices)
+        return real(video, indices)
 
-    monkeypatch.setattr(loading, "read_frames", recording)
+    monkeypatch.setattr(loading, "_decode_frames", recording)
     return calls
 
 
@@ -114,3 +114,16 @@ def test_bad_files_name_the_file(tmp_path):
         load_video_clips(tmp_path / "broken.mp4")
     with pytest.raises(VideoDecodeError, match="broken.mp4"):
         load_sparse_clips(tmp_path / "broken.mp4")
+
+
+def test_clips_with_indices_open_the_file_once(tmp_path, count_reads, monkeypatch):
+    path = write_video(indexed_frames(120), tmp_path / "video.mp4", fps=24)
+    opened = []
+    real_open = loading.open_video
+    monkeypatch.setattr(loading, "open_video", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    dense, sparse = loading.load_clips_with_indices(path, size=32)
+    np.testing.assert_array_equal(dense, np.stack(sample_clip_indices(120, 24)))
+    np.testing.assert_array_equal(decode_clip_indices(sparse), sparse_indices(dense))
+    _, clips = loading.load_clips_with_indices(path, size=32, sparse=False)
+    np.testing.assert_array_equal(decode_clip_indices(clips), dense)
+    assert len(opened) == 2 and len(count_reads) == 2

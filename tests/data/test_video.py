@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from divot.data import video as video_module
-from divot.data.video import VideoDecodeError, VideoInfo, list_videos, probe_video, read_frames
+from divot.data import decoders
+from divot.data.video import VideoDecodeError, VideoInfo, list_videos, open_video, probe_video, read_frames
 from divot.data.writers import to_uint8_frames, write_video
 
 
@@ -84,7 +84,11 @@ def test_decord_failure_falls_back_to_pyav(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("DECORDArrayCopyFromTo: The size must exactly match")
 
-    monkeypatch.setattr(video_module.decord, "VideoReader", broken)
+    decord = pytest.importorskip("decord")
+    monkeypatch.setattr(decord, "VideoReader", broken)
+    monkeypatch.setitem(decoders._UNUSABLE, "torchcodec", "not wanted in this test")
+    with open_video(path) as video:
+        assert video.backend == "pyav"
     info = probe_video(path)
     assert (info.num_frames, info.width, info.height) == (30, 64, 32)
     assert info.fps == pytest.approx(expected_info.fps)
@@ -96,7 +100,8 @@ def test_decord_failure_falls_back_to_pyav(tmp_path, monkeypatch):
 def test_gif_skips_decord(tmp_path, monkeypatch):
     path = write_video(indexed_frames(12, 16, 24), tmp_path / "anim.gif", fps=8)
     calls = []
-    monkeypatch.setattr(video_module.decord, "VideoReader", lambda *a, **k: calls.append(a))
+    decord = pytest.importorskip("decord")
+    monkeypatch.setattr(decord, "VideoReader", lambda *a, **k: calls.append(a))
     assert probe_video(path).num_frames == 12
     np.testing.assert_array_equal(decode_index(read_frames(path, [11, 0])), [11, 0])
     assert calls == []

@@ -66,13 +66,24 @@ def add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
                         help="longest generated answer (default 16 multiple choice, 32 open-ended)")
     parser.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed (default 0)")
     parser.add_argument("--bootstrap-resamples", type=int, default=1000, help="for the 95%% CI (default 1000)")
+    parser.add_argument("--num-workers", type=int, default=None,
+                        help="processes decoding videos ahead of the model (default: up to 4, one core left per "
+                             "process; 0: decode in the main process)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="questions answered together: their prompts run in one left-padded forward pass "
+                             "(ll scores and greedy answers are those of 1, the default; sampled answers stay one "
+                             "at a time to keep per-item seeds)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(parser)
 
 
 def config_from_args(task: str, args):
+    from divot.data.prefetch import default_num_workers
     from divot.eval.runner import EvalConfig
 
+    num_workers = getattr(args, "num_workers", None)
+    if num_workers is None:
+        num_workers = 0 if args.videos is None else default_num_workers()
     return EvalConfig(
         task=task, model=args.model, questions=args.questions, answers=args.answers, videos=args.videos,
         out=args.out, mode=getattr(args, "mode", "gen"), limit=args.limit, tokens_cache=args.tokens_cache,
@@ -82,22 +93,31 @@ def config_from_args(task: str, args):
         judge_model=getattr(args, "judge_model", None),
         judge_api_key_env=getattr(args, "judge_api_key_env", "OPENAI_API_KEY"),
         accuracy_metric=getattr(args, "accuracy_metric", None), bootstrap_resamples=args.bootstrap_resamples,
-        progress=not args.no_progress)
+        progress=not args.no_progress, num_workers=num_workers, batch_size=getattr(args, "batch_size", 1))
 
 
 def run_task(task: str, args) -> int:
-    """Validate the options, load the model (and judge), evaluate, print the accuracy line."""
+    """Validate the options, load the model (and judge), evaluate, print the accuracy line. Under ``torchrun``
+    each rank takes its share of the questions on its own device (``divot.distributed``)."""
+    from divot import distributed
     from divot.commands.model_options import check_model, load_model, resolve_device
     from divot.eval.evaluate import evaluate
     from divot.eval.judge import make_judge
 
     cfg = config_from_args(task, args)
     check_model(args.model)
-    judge = None
-    if cfg.judge:
-        judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_api_key_env, device=resolve_device(args.device))
-    model = load_model(args)
-    summary = evaluate(cfg, model, judge)
+    rank, _ = distributed.init_from_env()
+    try:
+        args.device = str(distributed.local_device(resolve_device(args.device)))
+        judge = None
+        if cfg.judge:
+            judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_api_key_env, device=resolve_device(args.device))
+        model = load_model(args)
+        summary = evaluate(cfg, model, judge)
+    finally:
+        distributed.finish()
+    if rank != 0:
+        return 0
     acc, (low, high) = summary["accuracy"], summary["accuracy_ci95"]
     text = "n/a (no ground truth)" if acc is None else f"{acc:.4f} (95% CI {low:.4f}-{high:.4f})"
     console.out(f"{task}: accuracy {text}, {summary['counts']['answered']} answered, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from divot.data.token_cache.format import (
     tokenizer_identity,
     tokens_to_storage,
 )
+from divot.data.token_cache.ranks import merge_rank_parts, rank_dir
+from divot.data.token_cache.reader import TokenCache
 from divot.data.token_cache.writer import ShardWriter
 from divot.data.video import VideoDecodeError, list_videos
+from divot.distributed import all_gather, barrier, rank_world, shard
 from divot.hub import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -133,6 +137,9 @@ def build_token_cache(tokenizer, videos, out_dir: str | Path, *, max_clips: int 
     ``limit`` caches only the first ``limit`` videos of the list; ``num_workers`` decode in background
     processes. The summary (also ``summary.json``) holds the tokenizer identity, the token shape and counts:
     ``cached`` (this run), ``skipped``, ``already_present``, ``remaining`` (beyond ``limit``).
+
+    In a process group (``torchrun``, ``divot.distributed``) every rank encodes every world-th video into its
+    part cache and rank 0 merges them (``divot.data.token_cache.ranks``); every rank returns the summary.
     """
     for name, value in (("max_clips", max_clips), ("batch_size", batch_size), ("shard_size", shard_size)):
         if not isinstance(value, int) or value < 1:
@@ -148,59 +155,46 @@ def build_token_cache(tokenizer, videos, out_dir: str | Path, *, max_clips: int 
     identity = {**tokenizer_identity(tokenizer), "source": str(tokenizer_source or "")}
     q, d = tokenizer.config.num_tokens, tokenizer.config.token_dim
     out_dir = Path(out_dir)
+    rank, world = rank_world()
     start = time.perf_counter()
     counts = {"listed": len(listed), "requested": len(items), "cached": 0, "clips_cached": 0, "skipped": 0,
               "already_present": 0, "remaining": len(listed) - len(items)}
     skipped_now: list[dict] = []
+    settings = (identity, q, d, token_dtype, max_clips)
+    encode = dict(frame_size=tokenizer.config.frame_size, max_clips=max_clips, batch_size=batch_size,
+                  precision=precision, token_dtype=token_dtype, shard_size=shard_size, num_workers=num_workers,
+                  progress=progress and rank == 0)
+    order = [it.video_id for it in items]
     was_training = tokenizer.training
     tokenizer.eval()
-    with ShardWriter(out_dir, identity, q, d, token_dtype, max_clips) as writer:
-        todo = [it for it in items if it.video_id not in writer.cached_ids]
-        counts["already_present"] = len(items) - len(todo)
-        queue: list[tuple[_Pending, torch.Tensor]] = []  # clips waiting for a batch: (owner, (5, 3, S, S))
-
-        def encode(n: int) -> None:
-            batch = torch.stack([clip for _, clip in queue[:n]])  # (n, 5, 3, S, S)
-            owners = [owner for owner, _ in queue[:n]]
-            del queue[:n]
-            tokens = tokenizer.encode(batch, batch_size=n, precision=precision)  # (n, q, d) float32
-            for owner, tok in zip(owners, tokens, strict=True):
-                owner.tokens.append(tok)
-                if len(owner.tokens) == len(owner.frame_indices):
-                    writer.add(owner.item.video_id, str(owner.item.path), owner.frame_indices,
-                               tokens_to_storage(torch.stack(owner.tokens), token_dtype))
-                    counts["cached"] += 1
-                    counts["clips_cached"] += len(owner.frame_indices)
-
-        decoded = _DecodedVideos(todo, tokenizer.config.frame_size, max_clips)
-        loader = (DataLoader(decoded, batch_size=None, num_workers=num_workers, collate_fn=_identity)
-                  if num_workers > 0 and todo else (decoded[i] for i in range(len(decoded))))
-        bar = tqdm(loader, total=len(todo), desc="cache tokens", unit="video", disable=not progress)
-        try:
-            for sample in bar:
-                item = todo[sample["index"]]
-                if "error" in sample:
-                    logger.warning("skipping unreadable video %s: %s", item.path, sample["error"])
-                    writer.skip(item.video_id, str(item.path), sample["error"])
-                    skipped_now.append({"video_id": item.video_id, "video": str(item.path),
-                                        "error": sample["error"]})
-                    counts["skipped"] += 1
-                else:
-                    owner = _Pending(item, sample["frame_indices"])
-                    queue.extend((owner, clip) for clip in sample["clips"])
-                    while len(queue) >= batch_size:
-                        encode(batch_size)
-                    if writer.num_pending >= shard_size:
-                        writer.commit()
-                bar.set_postfix(cached=counts["cached"], skipped=counts["skipped"], refresh=False)
-            if queue:
-                encode(len(queue))
-            writer.commit()
-        finally:
-            bar.close()
-            tokenizer.train(was_training)
-        counts["videos_in_cache"], counts["clips_in_cache"] = writer.num_rows, writer.num_clips
-        counts["skipped_in_cache"] = len(writer.manifest["skipped"])
+    try:
+        with ExitStack() as stack:
+            writer = None
+            if rank == 0:  # holds the cache's lock for the whole build
+                writer = stack.enter_context(ShardWriter(out_dir, *settings))
+                merge_rank_parts(writer, order, shard_size)  # what a killed multi-process build left
+            barrier()
+            cached = writer.cached_ids if writer is not None else set(TokenCache(out_dir).ids())
+            counts["already_present"] = sum(it.video_id in cached for it in items)
+            todo = [it for it in shard(items, rank, world) if it.video_id not in cached]
+            if world == 1:
+                _encode_videos(tokenizer, writer, todo, counts, skipped_now, **encode)
+            else:
+                with ShardWriter(rank_dir(out_dir, rank), *settings) as part:
+                    _encode_videos(tokenizer, part, todo, counts, skipped_now, **encode)
+                gathered = all_gather((counts, skipped_now))  # also waits until every part is complete
+                if writer is None:
+                    barrier()  # rank 0 merges and writes the summary
+                    return json.loads((out_dir / SUMMARY_NAME).read_text())
+                for key in ("cached", "clips_cached", "skipped"):
+                    counts[key] = sum(c[key] for c, _ in gathered)
+                position = {video_id: i for i, video_id in enumerate(order)}
+                skipped_now = sorted((r for _, s in gathered for r in s), key=lambda r: position[r["video_id"]])
+                merge_rank_parts(writer, order, shard_size)
+            counts["videos_in_cache"], counts["clips_in_cache"] = writer.num_rows, writer.num_clips
+            counts["skipped_in_cache"] = len(writer.manifest["skipped"])
+    finally:
+        tokenizer.train(was_training)
     seconds = time.perf_counter() - start
     summary = {
         "format": FORMAT, "version": VERSION, "out_dir": str(out_dir),
@@ -210,10 +204,61 @@ def build_token_cache(tokenizer, videos, out_dir: str | Path, *, max_clips: int 
         "counts": counts, "skipped": skipped_now, "seconds": round(seconds, 3),
         "videos_per_second": round(counts["cached"] / seconds, 3) if seconds > 0 else None,
         "clips_per_second": round(counts["clips_cached"] / seconds, 3) if seconds > 0 else None,
+        "parallel": {"world_size": world, "num_workers": num_workers},
     }
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1) + "\n")
+    barrier()
     logger.info("token cache %s: %d videos cached (%d clips), %d skipped, %d already present; %d videos in the "
                 "cache (%.1f s, %.2f videos/s)", out_dir, counts["cached"], counts["clips_cached"],
                 counts["skipped"], counts["already_present"], counts["videos_in_cache"], seconds,
                 summary["videos_per_second"] or 0.0)
     return summary
+
+
+def _encode_videos(tokenizer, writer: ShardWriter, todo: list[CacheItem], counts: dict, skipped_now: list[dict], *,
+                   frame_size: int, max_clips: int, batch_size: int, precision: str, token_dtype: str,
+                   shard_size: int, num_workers: int, progress: bool) -> None:
+    """Decode (in ``num_workers`` processes), tokenize in batches and add every video of ``todo`` to
+    ``writer`` in order, committing a shard every ``shard_size`` rows; unreadable videos are recorded."""
+    queue: list[tuple[_Pending, torch.Tensor]] = []  # clips waiting for a batch: (owner, (5, 3, S, S))
+
+    def encode(n: int) -> None:
+        batch = torch.stack([clip for _, clip in queue[:n]])  # (n, 5, 3, S, S)
+        owners = [owner for owner, _ in queue[:n]]
+        del queue[:n]
+        tokens = tokenizer.encode(batch, batch_size=n, precision=precision)  # (n, q, d) float32
+        for owner, tok in zip(owners, tokens, strict=True):
+            owner.tokens.append(tok)
+            if len(owner.tokens) == len(owner.frame_indices):
+                writer.add(owner.item.video_id, str(owner.item.path), owner.frame_indices,
+                           tokens_to_storage(torch.stack(owner.tokens), token_dtype))
+                counts["cached"] += 1
+                counts["clips_cached"] += len(owner.frame_indices)
+
+    decoded = _DecodedVideos(todo, frame_size, max_clips)
+    loader = (DataLoader(decoded, batch_size=None, num_workers=min(num_workers, len(todo)), collate_fn=_identity)
+              if num_workers > 0 and todo else (decoded[i] for i in range(len(decoded))))
+    bar = tqdm(loader, total=len(todo), desc="cache tokens", unit="video", disable=not progress)
+    try:
+        for sample in bar:
+            item = todo[sample["index"]]
+            if "error" in sample:
+                logger.warning("skipping unreadable video %s: %s", item.path, sample["error"])
+                writer.skip(item.video_id, str(item.path), sample["error"])
+                skipped_now.append({"video_id": item.video_id, "video": str(item.path), "error": sample["error"]})
+                counts["skipped"] += 1
+            else:
+                owner = _Pending(item, sample["frame_indices"])
+                queue.extend((owner, clip) for clip in sample["clips"])
+                while len(queue) >= batch_size:
+                    encode(batch_size)
+            while writer.num_pending >= shard_size:  # a shard every shard_size videos, as a merge of ranks does
+                writer.commit(shard_size)
+            bar.set_postfix(cached=counts["cached"], skipped=counts["skipped"], refresh=False)
+        if queue:
+            encode(len(queue))
+        while writer.num_pending >= shard_size:
+            writer.commit(shard_size)
+        writer.commit()
+    finally:
+        bar.close()

@@ -19,6 +19,7 @@ MANIFEST_NAME = "manifest.json"
 SUMMARY_NAME = "summary.json"
 SKIPPED_NAME = "skipped.jsonl"
 LOCK_NAME = ".lock"
+RANKS_DIR = "ranks"  # ranks/rank-00001/: one rank's part of a multi-process build, merged by rank 0
 SHARD_PATTERN = "shard-{:05d}.arrow"
 SHARD_GLOB = "shard-*.arrow"
 # bfloat16 has no Arrow type: its bit patterns are stored as int16 and viewed back on reading.

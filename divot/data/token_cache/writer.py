@@ -22,6 +22,7 @@ from divot.data.token_cache.format import (
     FORMAT,
     LOCK_NAME,
     MANIFEST_NAME,
+    RANKS_DIR,
     SHARD_GLOB,
     SHARD_PATTERN,
     SKIPPED_NAME,
@@ -41,7 +42,7 @@ except ImportError:  # Windows: no advisory locks, builds are trusted not to ove
 
 logger = logging.getLogger(__name__)
 
-_OWN_NAMES = {MANIFEST_NAME, SUMMARY_NAME, SKIPPED_NAME, LOCK_NAME}
+_OWN_NAMES = {MANIFEST_NAME, SUMMARY_NAME, SKIPPED_NAME, LOCK_NAME, RANKS_DIR}
 _SHARD_RE = re.compile(r"shard-(\d{5,})\.arrow")
 _COLUMNS = ("video_id", "video", "num_clips", "clip_index", "frame_indices", "tokens")
 
@@ -173,23 +174,25 @@ class ShardWriter:
         self.manifest["skipped"][video_id] = {"video": video, "error": error}
         self._dirty = True
 
-    def commit(self) -> None:
-        """Write the pending rows as the next shard and record it (and the skipped videos) in the manifest."""
-        n = self.num_pending
+    def commit(self, max_rows: int | None = None) -> None:
+        """Write the pending rows (the first ``max_rows`` of them) as the next shard and record it (and the
+        skipped videos) in the manifest."""
+        n = self.num_pending if max_rows is None else min(max_rows, self.num_pending)
         if n:
             name = SHARD_PATTERN.format(self._next)
+            rows = {c: values[:n] for c, values in self.rows.items()}
             with atomic_path(self.out_dir / name) as tmp:
                 writer = ArrowWriter(features=self.features, path=str(tmp))
                 try:
-                    writer.write_batch(self.rows)
+                    writer.write_batch(rows)
                     writer.finalize()
                 finally:
                     writer.close()
-            self.manifest["shards"].append({"file": name, "num_rows": n, "num_clips": sum(self.rows["num_clips"])})
-            for video_id in self.rows["video_id"]:
+            self.manifest["shards"].append({"file": name, "num_rows": n, "num_clips": sum(rows["num_clips"])})
+            for video_id in rows["video_id"]:
                 self.manifest["skipped"].pop(video_id, None)  # readable now
-            self.cached_ids.update(self.rows["video_id"])
-            self.rows = {c: [] for c in _COLUMNS}
+            self.cached_ids.update(rows["video_id"])
+            self.rows = {c: values[n:] for c, values in self.rows.items()}
             self._next += 1
         if n or self._dirty:
             write_manifest(self.out_dir, self.manifest)
