@@ -60,6 +60,7 @@ def iter_safetensors(path: str | Path, dtype_for: DtypeFor | None = None, device
     header, data_start = read_header(path)
     file_size = path.stat().st_size
     entries = sorted(header.items(), key=lambda kv: kv[1].get("data_offsets", [0])[0])
+    staging = None  # one buffer for every cast: freeing and re-allocating one per tensor fragments the heap
     with open(path, "rb", buffering=0) as f:
         for key, info in entries:
             try:
@@ -82,7 +83,11 @@ def iter_safetensors(path: str | Path, dtype_for: DtypeFor | None = None, device
                 on_read(key, tensor)
                 tensor = tensor.to(device=device, dtype=target)
             else:
-                tensor = _read_into(f, torch.empty(shape, dtype=target, device=device), stored, path, key)
+                out = torch.empty(shape, dtype=target, device=device)
+                if staging is None and (target != stored or out.device.type != "cpu"):
+                    largest = max(_nbytes(info) for info in header.values())
+                    staging = torch.empty(min(STAGING_BYTES, largest), dtype=torch.uint8)
+                tensor = _read_into(f, out, stored, path, key, staging)
             yield key, tensor
 
 
@@ -98,7 +103,13 @@ def _read_bytes(f, nbytes: int, path: Path, key: str, out: torch.Tensor | None =
     return raw
 
 
-def _read_into(f, out: torch.Tensor, stored: torch.dtype, path: Path, key: str) -> torch.Tensor:
+def _nbytes(info: dict) -> int:
+    begin, end = (int(n) for n in info.get("data_offsets", (0, 0)))
+    return max(end - begin, 1)
+
+
+def _read_into(f, out: torch.Tensor, stored: torch.dtype, path: Path, key: str,
+               staging: torch.Tensor | None = None) -> torch.Tensor:
     """Fill ``out`` from ``f``'s position, where its values are stored as ``stored``: straight into its memory
     when nothing is converted, else through one staging buffer of at most ``STAGING_BYTES`` (so casting never
     holds a second whole copy of a tensor)."""
@@ -107,8 +118,9 @@ def _read_into(f, out: torch.Tensor, stored: torch.dtype, path: Path, key: str) 
     if out.dtype == stored and out.device.type == "cpu" and out.is_contiguous():
         _read_bytes(f, out.numel() * stored.itemsize, path, key, out.view(-1).view(torch.uint8))
         return out
-    flat, step = out.view(-1), max(1, STAGING_BYTES // stored.itemsize)
-    staging = torch.empty(min(flat.numel(), step) * stored.itemsize, dtype=torch.uint8)
+    if staging is None:
+        staging = torch.empty(min(out.numel() * stored.itemsize, STAGING_BYTES), dtype=torch.uint8)
+    flat, step = out.view(-1), max(1, staging.numel() // stored.itemsize)
     for start in range(0, flat.numel(), step):
         count = min(step, flat.numel() - start)
         chunk = _read_bytes(f, count * stored.itemsize, path, key, staging).view(stored)

@@ -37,6 +37,11 @@ def partitioned_build(ds_config: dict) -> Iterator[object]:
     stage = ds_config.get("zero_optimization", {}).get("stage")
     if stage != 3:
         raise ValueError(f"partitioned_build needs a ZeRO-3 config, got zero_optimization.stage={stage}")
+    # zero.Init replaces torch.Tensor.__new__ while it is open; torch._dynamo (imported by transformers'
+    # model modules) checks that signature when it is first imported, so it must be imported before.
+    import torch._dynamo  # noqa: F401
+    import transformers.generation  # noqa: F401
+
     hf_config = HfDeepSpeedConfig(ds_config)
     with deepspeed.zero.Init(config_dict_or_path=ds_config):
         yield hf_config
