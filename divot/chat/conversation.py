@@ -11,6 +11,8 @@ model was trained on, so follow-ups see the video, the questions and the answers
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from divot.llm.sequences import LLMSample
 
 
@@ -59,15 +61,27 @@ class Conversation:
         full = self.model.builder.qa(self.clips, [*self._turns, (question, "")])  # ends with </s>
         return _drop_last(full)
 
-    def ask(self, question: str, *, seed: int | None = None, **decoding) -> str:
+    def ask(self, question: str, *, seed: int | None = None, stream: bool = False, **decoding):
         """Answer ``question`` given the video and the earlier turns, and add the turn to the history.
 
-        ``seed`` / ``decoding`` override the conversation's options for this turn."""
+        ``seed`` / ``decoding`` override the conversation's options for this turn. ``stream=True`` returns an
+        iterator of text pieces (joined: the answer ``stream=False`` gives); the turn joins the history when the
+        iterator is exhausted (an answer abandoned half-way is not kept)."""
         options = {**self.decoding, **decoding}
-        answer = self.model.generate_text(self.prompt(question), seed=self.seed if seed is None else seed,
-                                          **options)
+        prompt = self.prompt(question)
+        seed = self.seed if seed is None else seed
+        if stream:
+            return self._stream(question, self.model.generate_text(prompt, seed=seed, stream=True, **options))
+        answer = self.model.generate_text(prompt, seed=seed, **options)
         self._turns.append((question, answer))
         return answer
+
+    def _stream(self, question: str, pieces) -> Iterator[str]:
+        answer = []
+        for piece in pieces:
+            answer.append(piece)
+            yield piece
+        self._turns.append((question, "".join(answer)))
 
     def __len__(self) -> int:
         return len(self._turns)

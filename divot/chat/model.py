@@ -263,7 +263,7 @@ class Divot:
         return self.tokenizer.encode(clips, progress=progress)  # (clips, q, d)
 
     def ask(self, video, question: str | list[str], *, seed: int | None = None, batch_size: int | None = None,
-            **decoding) -> str | list[str]:
+            stream: bool = False, **decoding):
         """Answer ``question`` about ``video`` (one turn). ``decoding``: ``greedy``, ``temperature``, ``top_p``,
         ``max_new_tokens``; ``seed`` makes sampling reproducible.
 
@@ -272,17 +272,23 @@ class Divot:
         time (None: all at once); greedy answers equal the one-at-a-time answers. Under ``seed`` the whole call
         draws from one generator (``divot.chat.batch``).
 
+        ``stream=True`` (one video, one question) returns an iterator of text pieces as they are decoded; joined,
+        they equal the non-streamed answer for the same seed (``divot.chat.streaming``).
+
         Example::
 
             model.ask("clip.mp4", "What colour is the object?", seed=0)   # 'red'
+            for piece in model.ask("clip.mp4", "Describe the video.", stream=True): print(piece, end="")
             model.ask(["a.mp4", "b.mp4"], "What colour is the object?", greedy=True)   # ['red', 'blue']
             model.ask("a.mp4", ["What colour is it?", "What shape is it?"], greedy=True)
         """
         from divot.chat.batch import ask_batch, is_video_list
 
         if is_video_list(video) or isinstance(question, (list, tuple)):
+            if stream:
+                raise ValueError("stream=True takes one video and one question, not lists")
             return ask_batch(self, video, question, seed=seed, batch_size=batch_size, **decoding)
-        return self.chat(video, seed=seed, **decoding).ask(question)
+        return self.chat(video, seed=seed, **decoding).ask(question, stream=stream)
 
     def caption(self, video, instruction: str | None = None, *, seed: int | None = None, rerank: int = 0,
                 channel_weight: float = 0.1, checks=(), check_weight: float = 0.0, batch_size: int | None = None,
@@ -353,9 +359,16 @@ class Divot:
         return Conversation(self, video, seed=seed, **decoding)
 
     def generate_text(self, prompt, *, seed: int | None = None, batch_size: int | None = None,
-                      **decoding) -> str | list[str]:
+                      stream: bool = False, **decoding):
         """Text continuing an ``LLMSample`` prompt (``model.builder``'s ``qa_prompt`` ...); a list of prompts
-        gives a list of texts, decoded together ``batch_size`` at a time (see ``ask``)."""
+        gives a list of texts, decoded together ``batch_size`` at a time (see ``ask``). ``stream=True`` (one
+        prompt): an iterator of text pieces (``divot.chat.streaming``)."""
+        if stream:
+            from divot.chat.streaming import stream_text
+
+            if isinstance(prompt, (list, tuple)):
+                raise ValueError("stream=True takes one prompt, not a list")
+            return stream_text(self, prompt, seed=seed, **decoding)
         if isinstance(prompt, (list, tuple)):
             from divot.chat.batch import generate_batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from divot.commands.console import out
+from divot.commands.console import out_stream
 from divot.commands.model_options import add_comprehension_arguments
 
 
@@ -27,5 +27,5 @@ def run(args) -> int:
     seed = options.pop("seed")
     chat = model.chat(seed=seed, **options)
     chat.set_video(args.video, max_clips=args.max_clips, progress=True)
-    out(chat.ask(args.question))
+    out_stream(chat.ask(args.question, stream=True))  # printed as the tokens arrive
     return 0

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from divot.commands.console import err, out
+from divot.commands.console import err, out, out_stream
 from divot.commands.model_options import add_comprehension_arguments
 
 HELP = """commands:
@@ -59,10 +59,10 @@ def conversation_loop(chat, max_clips: int | None = None) -> int:
             continue
         if not line.startswith("/"):
             try:
-                out(chat.ask(line))
+                out_stream(chat.ask(line, stream=True))  # printed as the tokens arrive
             except ValueError as err:
                 _error(err)
-            except KeyboardInterrupt:  # Ctrl-C while answering: drop this answer, keep the conversation
+            except KeyboardInterrupt:  # Ctrl-C while answering: drop this answer (the stream stops), keep the rest
                 out("\n(interrupted)")
             continue
         command, _, argument = line.partition(" ")

@@ -20,3 +20,14 @@ def err(text: object) -> None:
     """Write ``text`` and a newline to stderr, flushed."""
     sys.stderr.write(f"{text}\n")
     sys.stderr.flush()
+
+
+def out_stream(pieces) -> str:
+    """Write each text piece to stdout as it arrives (flushed), then a newline; returns the whole text."""
+    text = []
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        text.append(piece)
+    out()
+    return "".join(text)

@@ -48,14 +48,16 @@ class DivotGenerationMixin:
     @torch.no_grad()
     def generate_ids(self, prompt, max_new_tokens: int | None = None, temperature: float | None = None,
                      top_p: float | None = None, greedy: bool = False, allow_video: bool = False,
-                     stop_ids: list[int] | None = None) -> list[int]:
+                     stop_ids: list[int] | None = None, streamer=None, stopping_criteria=None) -> list[int]:
         """New token ids after ``prompt`` (an ``LLMSample``), up to and including ``</s>`` (or a ``stop_ids`` id).
 
-        Sampling with the reference defaults (temperature 0.7, top-p 0.5, 256 new tokens) unless ``greedy``."""
+        Sampling with the reference defaults (temperature 0.7, top-p 0.5, 256 new tokens) unless ``greedy``.
+        ``streamer`` / ``stopping_criteria`` go to ``transformers``' ``generate`` (``divot.chat.streaming``)."""
         config = self.generation_config(max_new_tokens, temperature, top_p, greedy, allow_video, stop_ids)
         _, _, embeds = self._prompt_embeds(prompt)
         attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
-        out = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=config)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=config,
+                                streamer=streamer, stopping_criteria=stopping_criteria)
         return out[0].tolist()  # with inputs_embeds only the new tokens come back (ending with a stop id, if hit)
 
     def generation_config(self, max_new_tokens: int | None = None, temperature: float | None = None,
