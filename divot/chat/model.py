@@ -223,6 +223,11 @@ class Divot:
         return self._tokenizer
 
     @property
+    def has_detokenizer(self) -> bool:
+        """Whether the model can render video (``generate_video``, ``tell_story``), without loading the part."""
+        return self._detokenizer is not None
+
+    @property
     def detokenizer(self):
         """The de-tokenizer, or None when the model has none. A ``detokenizer/`` directory is loaded the first
         time something renders: asking, captioning, chat and evaluation never read it (nor its 6 GB at paper
@@ -462,7 +467,8 @@ class Divot:
     def tell_story(self, instruction: str, num_segments: int = 3, *, seed: int = 0, num_steps: int | None = None,
                    guidance_scale: float | None = None, guidance_rescale: float | None = None,
                    eta: float | None = None, var_scale: float | None = None, sampler: str | None = None,
-                   mode: str = "sample", max_new_tokens: int = 64, progress: bool = False, **decoding):
+                   mode: str = "sample", max_new_tokens: int = 64, progress: bool = False, stream: bool = False,
+                   **decoding):
         """A story: text, a clip, text, a clip ... (``num_segments`` of each), each clip rendered as a video.
 
         The story LLM (``story_llm``: the story fine-tuned model when the directory has ``story_llm/``) writes
@@ -471,6 +477,11 @@ class Divot:
         ``greedy``, ``temperature``, ``top_p`` (reference 0.7 / 0.5); ``seed`` fixes the text, the tokens and the
         diffusion noise. Rendering: ``num_steps``, ``sampler``, ``guidance_scale``, ``guidance_rescale``, ``eta``;
         those left as None come from ``generation_defaults`` (see ``generate_video``).
+
+        ``stream=True`` returns an iterator instead of a ``Story``: each segment's text (``str``) as soon as it is
+        written, then its clip (``Video``) once rendered, and so on (``divot.chat.story.stream_story``). The texts
+        and tokens equal the ``Story``'s for the same seed; each clip is rendered on its own (noise seeded by
+        ``seed``), so its pixels can differ from the batched rendering's.
 
         Example::
 
@@ -494,6 +505,13 @@ class Divot:
         builder = self.builder if llm is self.llm else SequenceBuilder.from_config(llm.tokenizer, llm.config)
         prompt = builder.story_prompt(instruction.strip())
         gen = torch.Generator(device=llm.device).manual_seed(seed)
+        if stream:
+            from divot.chat.story import stream_story
+            from divot.llm.story import story_segments
+
+            segments = story_segments(llm, prompt, num_segments, mode=mode, var_scale=var_scale, generator=gen,
+                                      max_new_tokens=max_new_tokens, **decoding)
+            return stream_story(self, segments, seed=seed, progress=progress, **rendering)
         out = llm.generate_story(prompt, num_segments, mode=mode, var_scale=var_scale, generator=gen,
                                  max_new_tokens=max_new_tokens, **decoding)
         videos = self.render(out.tokens, seed=seed, progress=progress, **rendering)

@@ -5,6 +5,9 @@
     story.videos[0].save("1.gif")
     story.save("outputs/story")    # storyboard.html + segment_01.gif/.mp4 ... + story.json
     story                          # in Jupyter: the storyboard inline
+
+    for item in model.tell_story("Generate a story about a red circle.", stream=True):
+        ...                        # str (a segment's text), then Video (its clip), then the next text ...
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,3 +81,12 @@ class Story:
 
     def __repr__(self) -> str:
         return f"Story({self.instruction!r}, {len(self)} segments: {self.texts!r})"
+
+
+def stream_story(model, segments, *, seed: int = 0, progress: bool = False, **rendering) -> Iterator[str | Video]:
+    """What ``Divot.tell_story(stream=True)`` returns: for each ``StorySegment`` of ``segments`` (from
+    ``divot.llm.story.story_segments``), its text as soon as it is written, then its clip rendered by
+    ``model.render`` (noise seeded by ``seed``; ``rendering``: its sampler settings)."""
+    for segment in segments:
+        yield segment.text
+        yield model.render(segment.tokens[None], seed=seed, progress=progress, **rendering)[0]

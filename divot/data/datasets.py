@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from divot.constants import DENSE_FRAMES, MAX_CLIPS, SPARSE_INDICES
-from divot.data.loading import clip_indices_for, load_indexed_clips
+from divot.data.loading import clip_indices_of, load_chosen_clips, load_indexed_clips
 from divot.data.stories import StorySegment, is_story_file, read_stories, segment_indices_for
 from divot.data.video import VideoDecodeError, list_videos
 
@@ -137,18 +137,28 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _window_chooser(self, i: int):
+        """``VideoInfo`` -> the (1, 16) native indices of item ``i``'s clip: a random window (seeded by seed,
+        epoch and item) or the first one of the deterministic policy."""
+        if not self.random_window:
+            return lambda info: clip_indices_of(info, 1)
+
+        def choose(info):
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            windows = clip_indices_of(info, MAX_CLIPS, rng)  # (clips, 16)
+            return windows[rng.integers(len(windows))][None]
+        return choose
+
     def __getitem__(self, i: int) -> dict | None:
         item = self.items[i]
         try:
             if item.segment is not None:
                 indices = segment_indices_for(item.segment)  # (1, 16): the segment's own clip
-            elif self.random_window:
-                rng = np.random.default_rng([self.seed, self.epoch, i])
-                windows = clip_indices_for(item.path, MAX_CLIPS, rng)  # (clips, 16)
-                indices = windows[rng.integers(len(windows))][None]
+                dense = load_indexed_clips(item.path, indices, self.frame_size)[0]  # (16, 3, S, S)
             else:
-                indices = clip_indices_for(item.path, 1)
-            dense = load_indexed_clips(item.path, indices, self.frame_size)[0]  # (16, 3, S, S)
+                _, dense = load_chosen_clips(item.path, self._window_chooser(i), self.frame_size)
+                dense = dense[0]  # (16, 3, S, S); the file opened once
+
         except (VideoDecodeError, FileNotFoundError, OSError, ValueError) as e:
             logger.warning("skipping unreadable video %s: %s", item.path, e)
             return None

@@ -85,6 +85,17 @@ def load_clips_with_indices(
         return dense, _load(video, sparse_indices(dense) if sparse else dense, size)
 
 
+def load_chosen_clips(
+    path: str | Path, choose, size: int = FRAME_SIZE, sparse: bool = False, decode_at_model_size: bool = True
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The video opened once: ``choose(info)`` gives native dense indices (clips, 16) from its ``VideoInfo`` (it
+    may raise ``ValueError``), then those frames (or their sparse 5 if ``sparse``) are decoded: the indices and
+    the clips, float32 (clips, 16 or 5, 3, size, size)."""
+    with open_video(path, short_side=size if decode_at_model_size else None) as video:
+        dense = np.asarray(choose(video.info))
+        return dense, _load(video, sparse_indices(dense) if sparse else dense, size)
+
+
 def load_indexed_clips(
     path: str | Path, indices: np.ndarray, size: int = FRAME_SIZE, decode_at_model_size: bool = True
 ) -> torch.Tensor:

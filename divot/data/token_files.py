@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
-from divot.data.loading import clip_indices_for, load_indexed_clips
+from divot.data.loading import clip_indices_of, load_chosen_clips
 from divot.data.video import VideoDecodeError
 from divot.hub import save_state_dict
 
@@ -87,10 +87,13 @@ class TokenClipDataset(Dataset):
 
         path, k = self.file.videos[i], int(self.file.clip_index[i])
         try:
-            windows = clip_indices_for(path, k + 1)
-            if k >= len(windows):
-                raise ValueError(f"clip {k} requested but the video has {len(windows)}")
-            dense = load_indexed_clips(path, windows[k : k + 1], self.frame_size)[0]
+            def choose(info):
+                windows = clip_indices_of(info, k + 1)
+                if k >= len(windows):
+                    raise ValueError(f"clip {k} requested but the video has {len(windows)}")
+                return windows[k : k + 1]
+
+            dense = load_chosen_clips(path, choose, self.frame_size)[1][0]  # (16, 3, S, S); opened once
         except (VideoDecodeError, FileNotFoundError, OSError, ValueError) as e:
             logging.getLogger(__name__).warning("skipping token row %d (%s): %s", i, path, e)
             return None

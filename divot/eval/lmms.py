@@ -23,7 +23,11 @@ Requests (lmms_eval/api/task.py ``construct_requests``, models/simple/llava_vid.
   ``top_p``. The text is cut at the first ``until`` string.
 
 The prompt is the Divot-LLM QA turn ``<s>[INST] <vid> clips </vid> {context} [/INST]\\n``; each video is
-tokenized once and kept for the requests that share it.
+tokenized once and kept for the requests that share it. ``loglikelihood`` groups the requests by (video,
+context): a multiple-choice question's five options are one group, scored as ``divot eval egoschema --mode ll``
+scores them (the prompt once, the options in one more pass over its KV cache; the same numbers), and
+``batch_size`` groups run together. ``benchmarks/lmms_eval_local.sh`` runs the harness's CLI with this class on a
+shapes-world task and checks its accuracy against ``divot eval egoschema`` (docs/lmms_eval.md).
 """
 
 from __future__ import annotations
@@ -53,6 +57,17 @@ except ImportError:  # a stand-in with what the harness's base provides and this
             return self._world_size
 
 
+def _batch_size(value) -> int:
+    """lmms-eval's ``--batch_size`` (1 by default; a string when given): questions scored per pass."""
+    if isinstance(value, str) and not value.strip().isdigit():
+        logger.warning("divot lmms-eval model: batch_size %r is not supported, using 1", value)
+        return 1
+    size = int(value)
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {value!r}")
+    return size
+
+
 def model_manifest():
     """The entry point's payload: ``ModelManifest("divot", simple_class_path="divot.eval.lmms.DivotLMMs")``."""
     from lmms_eval.models.registry_v2 import ModelManifest
@@ -62,8 +77,9 @@ def model_manifest():
 
 class DivotLMMs(_LMMSBase):
     """lmms-eval model ``divot``. ``model_args``: ``pretrained`` (a Divot directory or bundled name),
-    ``device`` (auto, cpu, cuda ...), ``dtype`` (auto, float32, bfloat16), ``max_clips``. ``divot`` passes a
-    loaded ``Divot`` instead (tests)."""
+    ``device`` (auto, cpu, cuda ...; the harness's ``--device`` arrives here too), ``dtype`` (auto, float32,
+    bfloat16), ``max_clips``, ``batch_size`` (the harness's ``--batch_size``: questions, i.e. (video, context)
+    groups, scored per pass; 1 by default). ``divot`` passes a loaded ``Divot`` instead (tests)."""
 
     is_simple = True
 
@@ -81,12 +97,12 @@ class DivotLMMs(_LMMSBase):
             divot = Divot.from_pretrained(pretrained, device=dev, dtype=getattr(torch, dtype))
         self.model = divot
         self.max_clips = int(max_clips) if max_clips is not None else None
-        self.batch_size = int(batch_size)
+        self.batch_size = _batch_size(batch_size)
         self._tokens: dict[str, torch.Tensor] = {}
 
     # -- inputs ---------------------------------------------------------------------------------------------
-    def _clips(self, doc_to_visual, doc_id, task, split):
-        """Clip tokens (clips, q, d) of the request's first video, or None for a text-only request."""
+    def _video(self, doc_to_visual, doc_id, task, split) -> str | None:
+        """The request's first visual (a video path), or None for a text-only request."""
         if doc_to_visual is None:
             return None
         visuals = doc_to_visual(self.task_dict[task][split][doc_id])
@@ -95,40 +111,53 @@ class DivotLMMs(_LMMSBase):
             return None
         if len(visuals) > 1:
             logger.debug("divot lmms-eval model: %d visuals for %s/%s, using the first", len(visuals), task, doc_id)
-        key = str(visuals[0])
-        if key not in self._tokens:
-            self._tokens[key] = self.model.tokens(visuals[0], max_clips=self.max_clips)
-        return self._tokens[key]
+        return str(visuals[0])
 
-    @torch.no_grad()
-    def _continuation(self, prompt, continuation: str) -> tuple[float, bool]:
-        """(mean NLL per token, every token greedy) of ``continuation`` after ``prompt``: one forward pass."""
-        llm = self.model.llm
-        cont = self.model.builder.encode(continuation)
-        if not cont:
-            raise ValueError(f"continuation {continuation!r} encodes to no tokens")
-        dev = llm.device
-        ids = torch.cat([prompt.input_ids, torch.tensor(cont)])[None].to(dev)  # (1, s + m)
-        cmp = torch.zeros_like(ids, dtype=torch.bool)
-        cmp[0, : len(prompt)] = prompt.cmp_mask.to(dev)
-        embeds = llm.embed(ids, cmp, prompt.cmp_clips.to(dev))
-        logits = llm.llm(inputs_embeds=embeds).logits[0, len(prompt) - 1 : -1].float()  # (m, V)
-        target = ids[0, len(prompt):]
-        logp = logits.log_softmax(-1).gather(-1, target[:, None])[:, 0]  # (m,)
-        # "greedy" as Divot's text generation decodes: frame placeholders and <vid> </vid> are never text
-        token_ids = self.model.builder.ids
-        logits[:, token_ids.placeholders() + [token_ids.vid_start, token_ids.vid_end]] = float("-inf")
-        return float(-logp.mean()), bool((logits.argmax(-1) == target).all())
+    def _clips(self, video: str | None):
+        """Clip tokens (clips, q, d) of a video, tokenized once per path; None stays None."""
+        if video is None:
+            return None
+        if video not in self._tokens:
+            self._tokens[video] = self.model.tokens(video, max_clips=self.max_clips)
+        return self._tokens[video]
 
     # -- the harness's API ----------------------------------------------------------------------------------
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
-        """``(loss, is_greedy)`` per request; lower loss = more likely (the harness takes the argmin)."""
-        out = []
-        for req in tqdm(requests, desc="divot loglikelihood", disable=self.rank != 0):
-            context, continuation, doc_to_visual, doc_id, task, split = req.args
-            prompt = self.model.builder.qa_prompt(self._clips(doc_to_visual, doc_id, task, split), context)
-            out.append(self._continuation(prompt, continuation))
+        """``(loss, is_greedy)`` per request, in the requests' order; lower loss = more likely (the harness takes
+        the argmin). ``loss`` is the mean negative log-likelihood per continuation token.
+
+        Requests that share a video and a context (a multiple-choice question's options) are scored together:
+        the prompt runs once and all their continuations in one more pass over its KV cache
+        (``score_continuation_ids_batch_greedy``); ``batch_size`` such groups share those two passes."""
+        from divot.llm.batch_generation import score_continuation_ids_batch_greedy
+
+        groups: dict[tuple[str | None, str], list[int]] = {}  # (video, context) -> request indices
+        for i, req in enumerate(requests):
+            context, _, doc_to_visual, doc_id, task, split = req.args
+            groups.setdefault((self._video(doc_to_visual, doc_id, task, split), context), []).append(i)
+        builder, token_ids = self.model.builder, self.model.builder.ids
+        # "greedy" as Divot's text generation decodes: frame placeholders and <vid> </vid> are never text
+        suppress = token_ids.placeholders() + [token_ids.vid_start, token_ids.vid_end]
+        out: list[tuple[float, bool] | None] = [None] * len(requests)
+        keys = list(groups)
+        with tqdm(total=len(requests), desc="divot loglikelihood", disable=self.rank != 0) as bar:
+            for start in range(0, len(keys), self.batch_size):
+                chunk = keys[start : start + self.batch_size]
+                prompts = [builder.qa_prompt(self._clips(video), context) for video, context in chunk]
+                continuations = [[self._encode(requests[i].args[1]) for i in groups[key]] for key in chunk]
+                scored = score_continuation_ids_batch_greedy(self.model.llm, prompts, continuations, suppress,
+                                                             normalize=True)
+                for key, (mean_ll, greedy) in zip(chunk, scored, strict=True):
+                    for i, value, is_greedy in zip(groups[key], mean_ll.tolist(), greedy.tolist(), strict=True):
+                        out[i] = (-value, bool(is_greedy))
+                    bar.update(len(groups[key]))
         return out
+
+    def _encode(self, continuation: str) -> list[int]:
+        ids = self.model.builder.encode(continuation)
+        if not ids:
+            raise ValueError(f"continuation {continuation!r} encodes to no tokens")
+        return ids
 
     def generate_until(self, requests) -> list[str]:
         out = []
@@ -142,7 +171,8 @@ class DivotLMMs(_LMMSBase):
             decoding = {"greedy": greedy, "max_new_tokens": int(gen_kwargs.get("max_new_tokens", 32))}
             if not greedy:
                 decoding.update(temperature=temperature, top_p=float(gen_kwargs.get("top_p", 1.0)))
-            prompt = self.model.builder.qa_prompt(self._clips(doc_to_visual, doc_id, task, split), context)
+            prompt = self.model.builder.qa_prompt(self._clips(self._video(doc_to_visual, doc_id, task, split)),
+                                                  context)
             text = self.model.generate_text(prompt, **decoding)
             for stop in until:
                 if stop and stop in text:

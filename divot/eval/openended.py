@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from divot.eval.answers import contains_match, exact_match, normalize_answer
 from divot.eval.bootstrap import bootstrap_ci
-from divot.eval.runner import ANSWERED, EvalConfig, EvalItem
+from divot.eval.runner import ANSWERED, EvalConfig, EvalItem, batched
 
 OPEN_TEMPLATE = "{question}"
 OPEN_MAX_NEW_TOKENS = 32
@@ -43,15 +43,14 @@ def decoding_settings(cfg: EvalConfig, model) -> dict:
 
 def make_predictor(cfg: EvalConfig, model, judge=None):
     """``predict(item, clips) -> fields``: the response, its normalised form, exact / contains and the judge's
-    verdict (``judge``, ``judge_score``, ``judge_raw``, ``judge_parsed``) when a judge is given."""
+    verdict (``judge``, ``judge_score``, ``judge_raw``, ``judge_parsed``) when a judge is given.
+    ``predict.batch`` answers ``cfg.batch_size`` items in one batched decoding (greedy; sampled answers keep
+    their per-item seeds and go one at a time)."""
     template = cfg.prompt_template or OPEN_TEMPLATE
     decoding = cfg.decoding()
     decoding.setdefault("max_new_tokens", OPEN_MAX_NEW_TOKENS)
 
-    def predict(item: EvalItem, clips) -> dict:
-        prompt = model.builder.qa_prompt(clips, template.format(question=item.question))
-        response = model.generate_text(prompt, seed=None if cfg.greedy else cfg.item_seed(item.item_id),
-                                       **decoding)
+    def fields(item: EvalItem, response: str) -> dict:
         truth = str(item.answer)
         out = {"question": item.question, "response": response, "normalized": normalize_answer(response),
                "exact": exact_match(response, truth), "contains": contains_match(response, truth)}
@@ -60,7 +59,22 @@ def make_predictor(cfg: EvalConfig, model, judge=None):
             out.update(judge=verdict.correct, judge_score=verdict.score, judge_raw=verdict.raw,
                        judge_parsed=verdict.parsed)
         return out
-    return predict
+
+    def prompt_of(item: EvalItem, clips):
+        return model.builder.qa_prompt(clips, template.format(question=item.question))
+
+    def predict(item: EvalItem, clips) -> dict:
+        response = model.generate_text(prompt_of(item, clips),
+                                       seed=None if cfg.greedy else cfg.item_seed(item.item_id), **decoding)
+        return fields(item, response)
+
+    def predict_batch(items: list[EvalItem], clips_list: list) -> list[dict]:
+        if not cfg.greedy:  # sampled answers keep their per-item seeds: one at a time
+            return [predict(item, clips) for item, clips in zip(items, clips_list, strict=True)]
+        prompts = [prompt_of(item, clips) for item, clips in zip(items, clips_list, strict=True)]
+        responses = model.generate_text(prompts, **decoding)  # greedy: equal to one at a time
+        return [fields(item, r) for item, r in zip(items, responses, strict=True)]
+    return batched(predict, predict_batch, cfg.batch_size)
 
 
 def summarize_open(records: list[dict], cfg: EvalConfig) -> dict:

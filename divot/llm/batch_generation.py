@@ -14,6 +14,8 @@ option scores equal the one-prompt ones (token for token; scores to float tolera
   only the last logits), the cache rows are repeated for each prompt's continuations (5 rows per EgoSchema
   question), and all continuations run right-padded in one more forward. A forward outside ``generate`` counts
   positions from the cache length, so the positions are given explicitly (prefix length + offset).
+- ``score_continuation_ids_batch_greedy``: the same two passes, also telling whether each continuation is the
+  greedy one (the lmms-eval adapter's ``is_greedy``).
 - ``score_continuation_ids_reference``: the per-continuation path the batched one replaced (one pass per option
   over a copy of the prefix cache), kept as the reference for tests and benchmarks.
 """
@@ -96,11 +98,30 @@ def score_continuation_ids_batch(model, prompts: list, continuations: list[list[
 
     Two forward passes whatever the number of prompts and continuations: the left-padded prompts (KV cache kept),
     then every continuation, right-padded, over its prompt's cache row."""
+    scores, _, counts = _score_flat(model, prompts, continuations, normalize, suppress=None)
+    return list(scores.split(counts)) if counts else []
+
+
+@torch.no_grad()
+def score_continuation_ids_batch_greedy(model, prompts: list, continuations: list[list[list[int]]],
+                                        suppress: list[int], normalize: bool = False
+                                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``score_continuation_ids_batch`` plus, per continuation, whether greedy decoding would produce it: every
+    token is the argmax of its next-token distribution with the ``suppress`` ids left out (those text generation
+    never emits). One ((n_i,) float32, (n_i,) bool) pair of CPU tensors per prompt; the same two passes."""
+    scores, greedy, counts = _score_flat(model, prompts, continuations, normalize, suppress=suppress)
+    return list(zip(scores.split(counts), greedy.split(counts), strict=True)) if counts else []
+
+
+def _score_flat(model, prompts: list, continuations: list[list[list[int]]], normalize: bool,
+                suppress: list[int] | None) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+    """Scores (n,) of all continuations in order, their greedy flags (n,) (None without ``suppress``) and the
+    number of continuations of each prompt."""
     model._require_tokenizer()
     if len(prompts) != len(continuations):
         raise ValueError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
     if not prompts:
-        return []
+        return torch.zeros(0), torch.zeros(0, dtype=torch.bool), []
     for conts in continuations:
         if not conts:
             raise ValueError("a prompt has no continuations to score")
@@ -137,7 +158,15 @@ def score_continuation_ids_batch(model, prompts: list, continuations: list[list[
     scores = (head + rest).cpu()
     if normalize:
         scores = scores / lengths
-    return list(scores.split(counts.tolist()))
+    greedy = None
+    if suppress is not None:
+        banned = torch.tensor(sorted(set(suppress)), dtype=torch.long)
+        head_pick = first.index_fill(-1, banned.to(first.device), float("-inf")).argmax(-1)  # (b,)
+        rest_pick = logp.index_fill(-1, banned.to(logp.device), float("-inf")).argmax(-1)  # (n, m-1)
+        head_greedy = head_pick.cpu()[rows] == cont_ids[:, 0]  # (n,)
+        rest_greedy = ((rest_pick == targets) | ~valid).all(-1).cpu()  # (n,) padding counts as greedy
+        greedy = head_greedy & rest_greedy
+    return scores, greedy, counts.tolist()
 
 
 @torch.no_grad()

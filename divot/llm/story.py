@@ -87,7 +87,16 @@ class _Context:
         self.cmp += [False] * len(ids)
 
 
-@torch.no_grad()
+@dataclass
+class StorySegment:
+    """One segment as the loop writes it: the text before its clip, the clip's tokens and whether ``<vid>`` was
+    appended (the model did not open it)."""
+
+    text: str
+    tokens: torch.Tensor  # (q, d) float32 on the CPU, ready for the de-tokenizer
+    forced_video: bool
+
+
 def generate_story(model, prompt, num_segments: int = 3, mode: str = "sample", var_scale: float | None = None,
                    greedy: bool = False, temperature: float | None = None, top_p: float | None = None,
                    max_new_tokens: int = 64, generator: torch.Generator | None = None) -> GeneratedStory:
@@ -97,40 +106,60 @@ def generate_story(model, prompt, num_segments: int = 3, mode: str = "sample", v
     ``</vid>`` are never sampled as text; at most ``max_new_tokens`` per segment. When the model ends the story
     (``</s>``) or runs out of tokens before opening a video, ``<vid>`` is appended (logged, and recorded in
     ``forced_video``). Clips: GMM ``mode`` ("sample", "mean", "top") with variances x ``var_scale``."""
+    ctx = _Context(model, prompt)
+    segments = list(story_segments(model, prompt, num_segments, mode, var_scale, greedy, temperature, top_p,
+                                   max_new_tokens, generator, _context=ctx))
+    return GeneratedStory([s.text for s in segments], torch.stack([s.tokens for s in segments]),
+                          torch.tensor(ctx.ids), [s.forced_video for s in segments])
+
+
+def story_segments(model, prompt, num_segments: int = 3, mode: str = "sample", var_scale: float | None = None,
+                   greedy: bool = False, temperature: float | None = None, top_p: float | None = None,
+                   max_new_tokens: int = 64, generator: torch.Generator | None = None, *, _context=None):
+    """``generate_story`` one ``StorySegment`` at a time, each yielded as soon as its tokens exist (the next
+    segment is written when the iterator is advanced). Same options, same draws from ``generator``: the segments
+    equal ``generate_story``'s. The arguments are checked at once, before the iterator is returned."""
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    ids = model._require_tokenizer()
+    model._require_tokenizer()
+    ctx = _Context(model, prompt) if _context is None else _context
+    return _segments(model, ctx, num_segments, mode, var_scale, greedy, temperature, top_p, max_new_tokens,
+                     generator)
+
+
+def _segments(model, ctx: _Context, num_segments, mode, var_scale, greedy, temperature, top_p, max_new_tokens,
+              generator):
+    ids = model.token_ids
     cfg = model.config
     q = cfg.num_queries
     var_scale = cfg.var_scale if var_scale is None else var_scale
     temperature = temperature or cfg.temperature
     top_p = top_p or cfg.top_p
     banned = torch.tensor(ids.placeholders() + [ids.vid_end], device=model.device)
-    ctx = _Context(model, prompt)
-    _, logits = ctx.full_pass()
-    texts, tokens, forced = [], [], []
+    with torch.no_grad():
+        _, logits = ctx.full_pass()
     for k in range(num_segments):
-        start = len(ctx.ids)
-        opened = False
-        for _ in range(max_new_tokens):
-            logits = logits.clone()
-            logits[banned] = float("-inf")
-            token = sample_next(logits, greedy, temperature, top_p, generator)
-            if token == ids.vid_start:
-                opened = True
-                break
-            if token == ids.eos:
-                break
-            logits = ctx.step(token)
-        if not opened:
-            logger.info("segment %d: the model did not open a video (<vid>); appending it", k + 1)
-        texts.append(model.tokenizer.decode(ctx.ids[start:], skip_special_tokens=True).strip())
-        forced.append(not opened)
-        clip = [ids.vid_start, ids.frame_start, *ids.frames[:q], ids.frame_end, ids.vid_end]
-        ctx.extend(clip, [False, False] + [True] * q + [False, False])
-        hidden, logits = ctx.full_pass()
-        queries = hidden[-(q + 2): -2]  # (q, h): the frame tokens, before </frame> </vid>
-        tokens.append(model.gmm_head.predict(queries, mode, var_scale, generator))  # (q, d)
-    return GeneratedStory(texts, torch.stack(tokens).float().cpu(), torch.tensor(ctx.ids), forced)
+        with torch.no_grad():  # per segment: a generator's frames may resume in another grad mode
+            start = len(ctx.ids)
+            opened = False
+            for _ in range(max_new_tokens):
+                logits = logits.clone()
+                logits[banned] = float("-inf")
+                token = sample_next(logits, greedy, temperature, top_p, generator)
+                if token == ids.vid_start:
+                    opened = True
+                    break
+                if token == ids.eos:
+                    break
+                logits = ctx.step(token)
+            if not opened:
+                logger.info("segment %d: the model did not open a video (<vid>); appending it", k + 1)
+            text = model.tokenizer.decode(ctx.ids[start:], skip_special_tokens=True).strip()
+            clip = [ids.vid_start, ids.frame_start, *ids.frames[:q], ids.frame_end, ids.vid_end]
+            ctx.extend(clip, [False, False] + [True] * q + [False, False])
+            hidden, logits = ctx.full_pass()
+            queries = hidden[-(q + 2): -2]  # (q, h): the frame tokens, before </frame> </vid>
+            tokens = model.gmm_head.predict(queries, mode, var_scale, generator)  # (q, d)
+        yield StorySegment(text, tokens.float().cpu(), not opened)

@@ -115,3 +115,24 @@ def test_the_batch_size_option(fixtures_dir, tmp_path):
             "--out", str(tmp_path / "out")]
     assert config_from_args("egoschema", parser.parse_args(base + ["--batch-size", "4"])).batch_size == 4
     assert config_from_args("egoschema", parser.parse_args(base)).batch_size == 1
+
+
+def test_open_ended_eval_batch_size_gives_the_same_responses(eval_model, fixtures_dir, clip_frames, tmp_path):
+    from tests.eval.conftest import write_videos
+
+    names = {r["video_name"] for r in json.loads((fixtures_dir / "msvd_test_q.json").read_text())}
+    folder = write_videos(tmp_path / "videos", sorted(names), clip_frames, ext=".avi")
+
+    def run(batch_size: int, name: str):
+        cfg = EvalConfig(task="msvd-qa", questions=fixtures_dir / "msvd_test_q.json",
+                         answers=fixtures_dir / "msvd_test_a.json", videos=folder, out=tmp_path / name,
+                         progress=False, batch_size=batch_size, num_workers=0, max_new_tokens=6)
+        summary = evaluate(cfg, eval_model)
+        lines = (tmp_path / name / "predictions.jsonl").read_text().splitlines()
+        return summary, [json.loads(line) for line in lines]
+
+    one, one_records = run(1, "one")
+    four, four_records = run(4, "four")  # 6 questions: batches of 4 and 2
+    assert [r["id"] for r in four_records] == [r["id"] for r in one_records]
+    assert [r["response"] for r in four_records] == [r["response"] for r in one_records]
+    assert four["metrics"] == one["metrics"]

@@ -1,11 +1,13 @@
 """The lmms-eval ``divot`` model with constructed requests (objects with ``.args``, as the harness's Instance)."""
 
+import random
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from divot.eval.lmms import DivotLMMs
+import divot.llm.batch_generation as batch_generation
+from divot.eval.lmms import DivotLMMs, _batch_size
 
 OPTIONS = ["a red circle", "blue", "the square moves up", "green", "yellow"]
 
@@ -32,6 +34,62 @@ def test_loglikelihood_returns_losses_whose_argmin_is_the_most_likely_option(lmm
     mean_ll = eval_model.llm.score_continuations(prompt, OPTIONS, normalize=True)
     assert torch.allclose(-losses, mean_ll, atol=1e-4)
     assert int(losses.argmin()) == int(mean_ll.argmax())  # lmms-eval picks np.argmin
+
+
+@torch.no_grad()
+def _full_pass(model, prompt, continuation: str) -> tuple[float, bool]:
+    """The adapter's former path, one full forward pass over prompt + continuation per request: (mean NLL per
+    token, every token greedy with placeholders and <vid> </vid> left out)."""
+    llm, ids_of = model.llm, model.builder.ids
+    cont = model.builder.encode(continuation)
+    ids = torch.cat([prompt.input_ids, torch.tensor(cont)])[None]  # (1, s + m)
+    cmp = torch.zeros_like(ids, dtype=torch.bool)
+    cmp[0, : len(prompt)] = prompt.cmp_mask
+    logits = llm.llm(inputs_embeds=llm.embed(ids, cmp, prompt.cmp_clips)).logits[0, len(prompt) - 1 : -1].float()
+    target = ids[0, len(prompt):]
+    logp = logits.log_softmax(-1).gather(-1, target[:, None])[:, 0]  # (m,)
+    logits[:, ids_of.placeholders() + [ids_of.vid_start, ids_of.vid_end]] = float("-inf")
+    return float(-logp.mean()), bool((logits.argmax(-1) == target).all())
+
+
+@pytest.fixture(scope="module")
+def two_videos(shapes_video, tmp_path_factory):
+    from divot.data.shapes import ClipSpec, ObjectSpec, render_clip
+    from divot.data.writers import write_video
+
+    frames = render_clip(ClipSpec((ObjectSpec("square", "blue", "moves up"),)), size=32, rng=None)
+    return [str(shapes_video), str(write_video(frames, tmp_path_factory.mktemp("videos") / "blue_square.mp4"))]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_options_sharing_video_and_context_are_scored_together(eval_model, two_videos, batch_size, monkeypatch):
+    """Requests of 4 questions (2 videos x 2 contexts, one text-only group), interleaved: one scoring call per
+    ``batch_size`` (video, context) groups, the former per-request values in the requests' order."""
+    model = DivotLMMs(divot=eval_model, batch_size=batch_size)
+    docs = {0: {"video": two_videos[0]}, 1: {"video": two_videos[1]}, 2: {"video": None}}
+    model.task_dict = {"t": {"test": docs}}
+    questions = [(0, "What is shown?"), (1, "What is shown?"), (0, "Where does it move?"), (2, "Say a colour.")]
+    requests = [SimpleNamespace(args=(ctx, opt, _visual, doc, "t", "test"))
+                for doc, ctx in questions for opt in OPTIONS]
+    random.Random(0).shuffle(requests)
+    calls = []
+    scorer = batch_generation.score_continuation_ids_batch_greedy
+    monkeypatch.setattr(batch_generation, "score_continuation_ids_batch_greedy",
+                        lambda llm, prompts, *a, **k: calls.append(len(prompts)) or scorer(llm, prompts, *a, **k))
+    out = model.loglikelihood(requests)
+    assert calls == [min(batch_size, 4 - i) for i in range(0, 4, batch_size)]
+    for req, (loss, greedy) in zip(requests, out, strict=True):
+        context, option, _, doc, _, _ = req.args
+        video = docs[doc]["video"]
+        prompt = eval_model.builder.qa_prompt(eval_model.tokens(video) if video else None, context)
+        want_loss, want_greedy = _full_pass(eval_model, prompt, option)
+        assert loss == pytest.approx(want_loss, abs=1e-4) and greedy == want_greedy
+
+
+def test_batch_size_argument():
+    assert _batch_size(1) == 1 and _batch_size("4") == 4 and _batch_size("auto") == 1
+    with pytest.raises(ValueError, match="batch_size"):
+        _batch_size(0)
 
 
 def test_is_greedy_is_true_for_the_greedy_continuation(lmm, eval_model):

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from divot.constants import MAX_CLIPS, NUM_SPARSE_FRAMES
 from divot.data.datasets import VideoItem, read_annotations
-from divot.data.loading import clip_indices_for, load_indexed_clips
+from divot.data.loading import clip_indices_of, load_chosen_clips, load_indexed_clips
 from divot.data.sampling import sparse_indices
 from divot.data.stories import StorySegment, segment_indices_for
 from divot.data.token_cache.format import (
@@ -103,9 +103,10 @@ class _DecodedVideos(Dataset):
         try:
             if item.segment is not None:
                 dense = segment_indices_for(item.segment)  # (1, 16): the segment's window
-            else:
-                dense = clip_indices_for(path, self.max_clips)  # (clips, 16): the one deterministic policy
-            clips = load_indexed_clips(path, sparse_indices(dense), self.frame_size)  # (clips, 5, 3, S, S)
+                clips = load_indexed_clips(path, sparse_indices(dense), self.frame_size)  # (clips, 5, 3, S, S)
+            else:  # the one deterministic policy, the file opened once
+                dense, clips = load_chosen_clips(path, lambda info: clip_indices_of(info, self.max_clips),
+                                                 self.frame_size, sparse=True)
         except _UNREADABLE as err:
             return {"index": i, "error": " ".join(str(err).split()) or type(err).__name__}
         return {"index": i, "frame_indices": dense.astype(np.int32), "clips": clips}
