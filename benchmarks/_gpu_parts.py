@@ -361,15 +361,17 @@ def write_synthetic_video(path: Path, seconds: float, fps: float, width: int, he
 
 
 def pick_decoder() -> tuple[str, Callable]:
-    """``(name, decode(path, size, max_clips) -> (clips, 5, 3, size, size))``: the library's loader (decord,
-    PyAV fallback) where both are installed, else OpenCV with the library's clip sampling and transform."""
-    if importlib.util.find_spec("av") is not None and importlib.util.find_spec("decord") is not None:
+    """``(name, decode(path, size, max_clips) -> (clips, 5, 3, size, size))``: the library's loader (the backend
+    ``divot.data.decoders`` picks: decord, torchcodec or PyAV) where PyAV is installed, else OpenCV with the
+    library's clip sampling and transform."""
+    if importlib.util.find_spec("av") is not None:
+        from divot.data.decoders import available_backends
         from divot.data.loading import load_sparse_clips
 
-        return "divot.data.loading (decord, PyAV fallback)", (
+        return f"divot.data.loading (first of {available_backends()})", (
             lambda path, size, max_clips: load_sparse_clips(path, size=size, max_clips=max_clips))
     if importlib.util.find_spec("cv2") is None:
-        raise RuntimeError("no video decoder: needs av + decord (the library's) or OpenCV (cv2)")
+        raise RuntimeError("no video decoder: needs PyAV (the library's) or OpenCV (cv2)")
     return "OpenCV (cv2), the library's clip sampling and transform", decode_sparse_clips_cv2
 
 
