@@ -40,12 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from divot.serve import require_serve_extra
+
+    require_serve_extra()
     from divot.commands.model_options import check_model, load_model
     from divot.constants import MAX_CLIPS
-    from divot.serve.app import create_app, require_fastapi
+    from divot.serve.app import create_app
     from divot.serve.videos import VideoPolicy
 
-    require_fastapi()
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in [0, 65535], got {args.port}")
     if not args.max_video_mb > 0:
@@ -54,7 +56,7 @@ def run(args) -> int:
     policy = VideoPolicy(tuple(args.allowed_dir), args.allow_remote_urls, int(args.max_video_mb * 2**20),
                          max_clips)  # checked before the model loads
     root = check_model(args.model)
-    name = args.served_model_name or (args.model if root.name != Path(args.model).name else root.name)
+    name = args.served_model_name or (root.resolve().name if Path(args.model).is_dir() else args.model)
     model = load_model(args)
     app = create_app(model, model_name=name, allowed_dirs=policy.allowed_dirs,
                      allow_remote_urls=policy.allow_remote_urls, max_clips=policy.max_clips,

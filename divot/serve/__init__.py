@@ -15,13 +15,28 @@ from typing import TYPE_CHECKING
 
 from divot import _lazy_exports
 
-__all__ = ["APIError", "VideoPolicy", "create_app"]
+__all__ = ["APIError", "VideoPolicy", "create_app", "require_serve_extra"]
 
-__getattr__, __dir__ = _lazy_exports(globals(), {
+_lazy_getattr, __dir__ = _lazy_exports(globals(), {
     "APIError": "divot.serve.errors",
     "VideoPolicy": "divot.serve.videos",
     "create_app": "divot.serve.app",
 })
+
+
+def require_serve_extra() -> None:
+    """Raise one clear ``ImportError`` naming the extra when the server's libraries are not installed."""
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"divot serve needs {' and '.join(missing)}: pip install 'divot[serve]'")
+
+
+def __getattr__(name: str):
+    if name == "create_app":
+        require_serve_extra()
+    return _lazy_getattr(name)
 
 if TYPE_CHECKING:
     from divot.serve.app import create_app

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+SEED_MAX = 2**63 - 1  # what torch.manual_seed takes
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +39,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)  # None: the model's (0.5)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)  # OpenAI's newer name for max_tokens
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     n: int | None = 1
     user: str | None = None  # accepted and ignored
     frequency_penalty: float | None = None
@@ -63,7 +65,7 @@ class VideoGenerationRequest(BaseModel):
     prompt: str = Field(min_length=1)
     model: str | None = None
     num_clips: int = Field(default=1, ge=1)  # 2-second clips; at most the server's --max-clips
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     num_steps: int | None = Field(default=None, ge=1, le=1000)  # None: the model's generation.json
     guidance_scale: float | None = Field(default=None, ge=0, le=50)
     response_format: Literal["mp4", "gif"] = "mp4"

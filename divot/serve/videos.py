@@ -142,7 +142,7 @@ def download(url: str, policy: VideoPolicy, param: str) -> tuple[bytes, str]:
                        code="remote_url_refused")
     logger.info("downloading %s", url)
     try:
-        with urllib.request.urlopen(url, timeout=policy.download_timeout) as response:
+        with urllib.request.build_opener(_HTTPOnlyRedirects).open(url, timeout=policy.download_timeout) as response:
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) > policy.max_bytes:
                 raise APIError(f"the video is larger than this server's limit of {policy.max_bytes} bytes",
@@ -155,6 +155,15 @@ def download(url: str, policy: VideoPolicy, param: str) -> tuple[bytes, str]:
         raise APIError(f"the video is larger than this server's limit of {policy.max_bytes} bytes", status=413,
                        param=param, code="video_too_large")
     return data, SUFFIXES.get(mime, Path(urlsplit(url).path).suffix[:8] or ".mp4")
+
+
+class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) URLs only (urllib's own handler also follows ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, "redirect to a non-HTTP URL refused", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def check_video(path: Path, policy: VideoPolicy, param: str) -> None:
