@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("divot.commands.generate", "generate a video (.mp4 / .gif) from a text prompt"),
     "story": ("divot.commands.story", "tell a story: text and generated clips, saved as an HTML storyboard"),
     "eval": ("divot.commands.eval", "run an evaluation task (`divot eval --help` lists them)"),
+    "ui": ("divot.commands.ui", "a web page (Gradio): chat about a video, generate videos, tell stories"),
+    "serve": ("divot.commands.serve", "an OpenAI-compatible HTTP server: chat about videos, generate videos"),
 }
 
 

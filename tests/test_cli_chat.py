@@ -57,6 +57,8 @@ def _bad_inputs(tmp_path, model_dir, video):
         "eval": (["eval", "no-such-task"], "no-such-task"),
         "story": (["story", "Generate a story.", "--model", str(model_dir), "--out", str(tmp_path / "s"),
                    "--segments", "0"], "--segments"),
+        "ui": (["ui", "--model", str(tmp_path / "no_model")], "no_model"),
+        "serve": (["serve", "--model", str(tmp_path / "no_model")], "no_model"),
     }
 
 
