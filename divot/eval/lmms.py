@@ -57,6 +57,29 @@ except ImportError:  # a stand-in with what the harness's base provides and this
             return self._world_size
 
 
+def _harness_passes_tuples_through() -> bool:
+    """Whether the installed harness hands a ``(loss, is_greedy)`` response to the task unchanged. lmms-eval 0.7.3's
+    evaluator sends every response through ``api/instance.py: unwrap_generation_output``, which keeps a str or a
+    ``GenerationResult``'s ``.text`` but turns anything else into ``str(output)``: the task's ``process_results``
+    then gets ``"(0.1, True)"`` and fails to unpack it (its own egoschema mcppl task too). Probed, not keyed on
+    a version, so that a harness that keeps tuples gets plain tuples."""
+    try:
+        from lmms_eval.api.instance import unwrap_generation_output
+    except ImportError:  # the stand-in base, or a harness without that step
+        return True
+    return not isinstance(unwrap_generation_output((0.0, False))[0], str)
+
+
+def _for_harness(responses: list[tuple[float, bool]]) -> list:
+    """``responses`` as they reach the task intact: plain, or each wrapped in ``GenerationResult`` where the
+    harness would stringify a tuple (its ``.text`` is passed on as it is)."""
+    if _harness_passes_tuples_through():
+        return responses
+    from lmms_eval.api.instance import GenerationResult
+
+    return [GenerationResult(text=r) for r in responses]
+
+
 def _batch_size(value) -> int:
     """lmms-eval's ``--batch_size`` (1 by default; a string when given): questions scored per pass."""
     if isinstance(value, str) and not value.strip().isdigit():
@@ -122,9 +145,10 @@ class DivotLMMs(_LMMSBase):
         return self._tokens[video]
 
     # -- the harness's API ----------------------------------------------------------------------------------
-    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests) -> list:
         """``(loss, is_greedy)`` per request, in the requests' order; lower loss = more likely (the harness takes
-        the argmin). ``loss`` is the mean negative log-likelihood per continuation token.
+        the argmin). ``loss`` is the mean negative log-likelihood per continuation token. Under lmms-eval 0.7.3
+        each pair comes wrapped in its ``GenerationResult`` (``_for_harness``), which its evaluator unwraps.
 
         Requests that share a video and a context (a multiple-choice question's options) are scored together:
         the prompt runs once and all their continuations in one more pass over its KV cache
@@ -151,7 +175,7 @@ class DivotLMMs(_LMMSBase):
                     for i, value, is_greedy in zip(groups[key], mean_ll.tolist(), greedy.tolist(), strict=True):
                         out[i] = (-value, bool(is_greedy))
                     bar.update(len(groups[key]))
-        return out
+        return _for_harness(out)
 
     def _encode(self, continuation: str) -> list[int]:
         ids = self.model.builder.encode(continuation)

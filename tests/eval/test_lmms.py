@@ -1,13 +1,15 @@
 """The lmms-eval ``divot`` model with constructed requests (objects with ``.args``, as the harness's Instance)."""
 
 import random
-from types import SimpleNamespace
+import sys
+from dataclasses import dataclass
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
 
 import divot.llm.batch_generation as batch_generation
-from divot.eval.lmms import DivotLMMs, _batch_size
+from divot.eval.lmms import DivotLMMs, _batch_size, _for_harness
 
 OPTIONS = ["a red circle", "blue", "the square moves up", "green", "yellow"]
 
@@ -23,10 +25,16 @@ def _visual(doc):
     return [doc["video"]] if doc["video"] else []
 
 
+def _loglikelihood(model, requests) -> list[tuple[float, bool]]:
+    """The (loss, is_greedy) pairs, as the task gets them: under lmms-eval 0.7.3 each comes in a GenerationResult
+    (see test_responses_reach_the_installed_harness_as_tuples)."""
+    return [getattr(r, "text", r) for r in model.loglikelihood(requests)]
+
+
 def test_loglikelihood_returns_losses_whose_argmin_is_the_most_likely_option(lmm, eval_model, shapes_video):
     requests = [SimpleNamespace(args=("What is shown?", opt, _visual, 0, "egoschema_subset_mcppl", "test"))
                 for opt in OPTIONS]
-    out = lmm.loglikelihood(requests)
+    out = _loglikelihood(lmm, requests)
     assert len(out) == 5 and all(isinstance(v, float) and isinstance(g, bool) for v, g in out)
     losses = torch.tensor([v for v, _ in out])
     # the same numbers as the native ll mode (shared-prefix KV cache), with the sign the harness expects
@@ -76,7 +84,7 @@ def test_options_sharing_video_and_context_are_scored_together(eval_model, two_v
     scorer = batch_generation.score_continuation_ids_batch_greedy
     monkeypatch.setattr(batch_generation, "score_continuation_ids_batch_greedy",
                         lambda llm, prompts, *a, **k: calls.append(len(prompts)) or scorer(llm, prompts, *a, **k))
-    out = model.loglikelihood(requests)
+    out = _loglikelihood(model, requests)
     assert calls == [min(batch_size, 4 - i) for i in range(0, 4, batch_size)]
     for req, (loss, greedy) in zip(requests, out, strict=True):
         context, option, _, doc, _, _ = req.args
@@ -101,7 +109,7 @@ def test_is_greedy_is_true_for_the_greedy_continuation(lmm, eval_model):
         greedy_ids[:k])) == greedy_ids[:k]), None)
     if text is None:
         pytest.skip("no greedy prefix survives a decode/encode round trip with this random tokenizer")
-    (loss, greedy), = lmm.loglikelihood([SimpleNamespace(args=("Say something.", text, _visual, 1,
+    (loss, greedy), = _loglikelihood(lmm, [SimpleNamespace(args=("Say something.", text, _visual, 1,
                                                                 "egoschema_subset_mcppl", "test"))])
     assert greedy and loss > 0
 
@@ -121,3 +129,44 @@ def test_the_entry_point_manifest_names_the_class():
 
     manifest = model_manifest()
     assert manifest.model_id == "divot" and manifest.simple_class_path == "divot.eval.lmms.DivotLMMs"
+
+
+@dataclass
+class _GenerationResult:
+    text: object
+    token_counts: object = None
+
+
+def _fake_harness(monkeypatch, stringifies: bool):
+    """``lmms_eval.api.instance`` with lmms-eval 0.7.3's ``unwrap_generation_output`` (a str or a
+    ``GenerationResult``'s text as it is, anything else ``str()``-ed), or one that keeps tuples."""
+    def unwrap(output):
+        if isinstance(output, _GenerationResult):
+            return output.text, output.token_counts
+        if isinstance(output, str) or not stringifies:
+            return output, None
+        return str(output), None
+
+    instance = ModuleType("lmms_eval.api.instance")
+    instance.GenerationResult, instance.unwrap_generation_output = _GenerationResult, unwrap
+    for name, module in [("lmms_eval", ModuleType("lmms_eval")), ("lmms_eval.api", ModuleType("lmms_eval.api")),
+                         ("lmms_eval.api.instance", instance)]:
+        monkeypatch.setitem(sys.modules, name, module)
+    return unwrap
+
+
+@pytest.mark.parametrize("stringifies", [True, False])
+def test_responses_reach_the_task_as_tuples(monkeypatch, stringifies):
+    unwrap = _fake_harness(monkeypatch, stringifies)
+    responses = [(0.25, True), (3.5, False)]
+    wrapped = _for_harness(responses)
+    assert [unwrap(r)[0] for r in wrapped] == responses
+    assert (wrapped == responses) is not stringifies  # plain tuples where the harness keeps them
+
+
+def test_responses_reach_the_installed_harness_as_tuples():
+    pytest.importorskip("lmms_eval", reason="lmms-eval is not installed (optional: pip install lmms-eval)")
+    from lmms_eval.api.instance import unwrap_generation_output
+
+    responses = [(0.25, True), (3.5, False)]
+    assert [unwrap_generation_output(r)[0] for r in _for_harness(responses)] == responses
