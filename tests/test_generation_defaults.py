@@ -213,7 +213,7 @@ def test_the_pretrain_format_is_bos_and_the_caption(loaded, calls):
 
 def test_open_video_sample_lets_the_model_open_the_video(loaded, calls, caplog):
     model = _with(loaded, LIBRARY_DEFAULTS)
-    with caplog.at_level(logging.INFO, logger="divot.chat.model"):
+    with caplog.at_level(logging.INFO, logger="divot.chat.rendering"):
         video = model.generate_video(PROMPT, open_video="sample", num_steps=1, seed=3)
     assert calls["llm"][-1][1]["force_video"] is False
     assert video.settings["open_video"] == "sample"
