@@ -17,7 +17,7 @@ from divot.commands.console import err
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("divot.commands.data", "generate datasets (the synthetic shapes world)"),
+    "data": ("divot.commands.data", "generate datasets (the synthetic shapes world; story files from episodes)"),
     "convert": ("divot.commands.convert", "convert released Divot checkpoints to this toolkit's format"),
     "tokenize": ("divot.commands.tokenize", "encode a video into Divot tokens and save them"),
     "reconstruct": ("divot.commands.reconstruct",

@@ -1,5 +1,6 @@
 """``divot data ...``: dataset generation (``divot data shapes``: the synthetic shapes world; ``divot data
-stories``: a story file from captioned clips; ``divot data check-stories``: validate a story file)."""
+stories``: a story file from captioned clips; ``divot data check-stories``: validate a story file; ``divot data
+episodes | captions | storylines``: story files from long videos, see ``divot.commands.data_episodes``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import logging
 
 from divot.commands.console import out
+from divot.commands.data_episodes import add_parsers as add_episode_parsers
 from divot.constants import DENSE_FPS, DENSE_FRAMES
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("stories", help="story file (.jsonl)")
     p.add_argument("--video-root", default=None, help="folder relative video paths start from (default: the file's)")
     p.set_defaults(_data_run=_run_check_stories)
+    add_episode_parsers(sub)  # episodes, captions, storylines, shapes-episodes (docs/stories_from_episodes.md)
 
 
 def _run_shapes(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 Annotation sources (``read_annotations``):
   * a folder of videos (every video file in it),
   * a JSONL / JSON list of records with ``video`` (or ``path``), optional ``caption``, ``attributes`` and
-    ``split`` (the shapes world's ``metadata.jsonl``),
+    ``split`` (the shapes world's ``metadata.jsonl``), and optional ``start`` / ``end`` seconds: a clip window
+    of a longer video (``divot data episodes``), read like a story segment's window,
   * a CSV with a ``video`` / ``path`` column, or WebVid's ``videoid`` + ``page_dir`` columns
     (``{video_root}/{page_dir}/{videoid}.mp4``) and ``name`` as the caption,
   * a story file (DESIGN section 10, ``divot.data.stories``): one item per segment, its clip taken from the
@@ -95,9 +96,24 @@ def _item(record: dict, root: Path, where: str) -> VideoItem:
     attrs = record.get("attributes") or []
     labels = dict(attrs[0]) if attrs and isinstance(attrs[0], dict) else {}
     video_id = next((str(record[k]) for k in _ID_KEYS if record.get(k) not in (None, "")), None)
-    return VideoItem(path=rel if rel.is_absolute() else root / rel,
-                     caption=record.get("caption") or record.get("name"), labels=labels, split=record.get("split"),
-                     video_id=video_id)
+    path, caption = rel if rel.is_absolute() else root / rel, record.get("caption") or record.get("name")
+    return VideoItem(path=path, caption=caption, labels=labels, split=record.get("split"), video_id=video_id,
+                     segment=_window(record, path, caption, where))
+
+
+def _window(record: dict, path: Path, caption: str | None, where: str) -> StorySegment | None:
+    """A record with ``start`` / ``end`` (seconds) is a clip window of a longer video (``divot data episodes``'
+    metadata): its clip comes from that window, as a story segment's does."""
+    bounds = [record.get("start"), record.get("end")]
+    if all(b in (None, "") for b in bounds):
+        return None
+    try:
+        start, end = (None if b in (None, "") else float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: 'start' / 'end' must be seconds, got {bounds}") from None
+    if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
+        raise ValueError(f"{where}: expected 0 <= start < end seconds, got start={start}, end={end}")
+    return StorySegment(caption or "", path, start, end)
 
 
 def _segment_item(story, k: int, video_root) -> VideoItem:

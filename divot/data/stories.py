@@ -168,12 +168,18 @@ def segment_indices_for(segment: StorySegment) -> np.ndarray:
     return segment_clip_indices(info.num_frames, info.fps, segment.start, segment.end)[None]
 
 
+def _window_of(item) -> dict:
+    """``start`` / ``end`` of an annotation item that is a clip window of a longer video (else nothing)."""
+    seg = item.segment
+    return {} if seg is None else {k: v for k, v in (("start", seg.start), ("end", seg.end)) if v is not None}
+
+
 def build_story_file(metadata: str | Path, out: str | Path, segments_per_story: int = 3,
                      instruction: str = STORY_INSTRUCTION, video_root: str | Path | None = None) -> Path:
     """Stories from captioned clips: each run of ``segments_per_story`` consecutive clips of ``metadata`` (a
     JSONL / JSON / CSV with ``video`` and ``caption``, see ``divot.data.datasets.read_annotations``) becomes
     one story whose texts are the captions. Clips without a caption are left out; a shorter tail is dropped.
-    Video paths are written absolute. Returns ``out``."""
+    Video paths are written absolute; a clip window (``start`` / ``end`` in the record) is kept. Returns ``out``."""
     from divot.data.datasets import read_annotations
     from divot.hub import atomic_write_text
 
@@ -187,7 +193,8 @@ def build_story_file(metadata: str | Path, out: str | Path, segments_per_story: 
     for i in range(len(items) // segments_per_story):
         group = items[i * segments_per_story: (i + 1) * segments_per_story]
         record = {"id": f"story_{i:06d}", "instruction": instruction,
-                  "segments": [{"text": it.caption, "video": str(Path(it.path).resolve())} for it in group]}
+                  "segments": [{"text": it.caption, "video": str(Path(it.path).resolve()), **_window_of(it)}
+                               for it in group]}
         lines.append(json.dumps(record) + "\n")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
