@@ -5,7 +5,7 @@
 
 - ``prepare``: the EgoSchema-format files of ``divot data shapes`` (egoschema/questions.json,
   egoschema/subset_answers.json, videos/<q_uid>.mp4) as the JSON-lines documents of the lmms-eval task
-  ``shapes_egoschema_mcppl`` (benchmarks/lmms_eval/shapes_egoschema.yaml): {q_uid, video, question, option, answer}.
+  ``shapes_egoschema_mcppl`` (benchmarks/lmms_eval_tasks/shapes_egoschema.yaml): {q_uid, video, question, option, answer}.
 - ``compare``: ``divot eval egoschema``'s predictions.jsonl + summary.json against lmms-eval's results and logged
   samples; writes the result JSON and exits 1 when the accuracies or any question's prediction differ.
 """

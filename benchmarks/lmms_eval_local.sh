@@ -6,7 +6,7 @@
 # 1. a separate venv with lmms-eval + this package (created when missing; lmms-eval's pins clash with the
 #    project's, so it never goes into .venv): $LMMS_VENV, default .venv-lmms (git-ignored)
 # 2. shapes-world clips with EgoSchema-format question files (`divot data shapes`), turned into the task's
-#    documents (benchmarks/lmms_eval/shapes_egoschema.yaml)
+#    documents (benchmarks/lmms_eval_tasks/shapes_egoschema.yaml)
 # 3. `divot eval egoschema --mode ll` and `python -m lmms_eval --model divot ... --tasks shapes_egoschema_mcppl`
 #    with the same model on the same clips
 # 4. a compare step that writes benchmarks/results/lmms_eval_local.json and exits 1 unless the accuracies and
@@ -67,7 +67,7 @@ DIVOT_SECONDS=$(elapsed "$start")
 # lmms-eval's CLI; datasets reads the task's data_files relative to the working folder, hence the cd.
 # Offline: the hub is never asked (the task's documents and the bundled model are local).
 LMMS_CMD=("$PY" -m lmms_eval --model divot --model_args "pretrained=$MODEL,device=$DEVICE"
-    --tasks shapes_egoschema_mcppl --include_path "$REPO/benchmarks/lmms_eval" --batch_size 1
+    --tasks shapes_egoschema_mcppl --include_path "$REPO/benchmarks/lmms_eval_tasks" --batch_size 1
     --output_path "$WORK/lmms_eval" --log_samples)
 say "running (in $WORK): ${LMMS_CMD[*]}"
 start=$(date +%s.%N)
@@ -84,5 +84,5 @@ LMMS_SECONDS=$(elapsed "$start")
     --result "$RESULT" --model "$MODEL" --device "$DEVICE" --seed "$SEED" --split "$SPLIT" \
     --data-command "divot data shapes --out WORK/shapes --num $NUM --seed $SEED ${SPLIT_ARGS[*]}" \
     --divot-command "divot eval egoschema --questions WORK/shapes/egoschema/questions.json --answers WORK/shapes/egoschema/subset_answers.json --videos WORK/shapes/videos --out WORK/divot_eval --mode ll --model $MODEL --device $DEVICE --num-workers 0" \
-    --lmms-command "cd WORK && python -m lmms_eval --model divot --model_args pretrained=$MODEL,device=$DEVICE --tasks shapes_egoschema_mcppl --include_path benchmarks/lmms_eval --batch_size 1 --output_path WORK/lmms_eval --log_samples" \
+    --lmms-command "cd WORK && python -m lmms_eval --model divot --model_args pretrained=$MODEL,device=$DEVICE --tasks shapes_egoschema_mcppl --include_path benchmarks/lmms_eval_tasks --batch_size 1 --output_path WORK/lmms_eval --log_samples" \
     --divot-seconds "$DIVOT_SECONDS" --lmms-seconds "$LMMS_SECONDS"
