@@ -43,6 +43,14 @@ class Conversation:
         """The (question, answer) turns so far, oldest first (a copy)."""
         return list(self._turns)
 
+    def add_turns(self, turns: list[tuple[str, str]]) -> None:
+        """Append (question, answer) turns as if they had been asked here (e.g. a history a client sends back)."""
+        for turn in turns:
+            question, answer = turn
+            if not isinstance(question, str) or not isinstance(answer, str):
+                raise ValueError(f"a turn is (question, answer) strings, got {turn!r}")
+            self._turns.append((question, answer))
+
     def reset(self) -> None:
         """Forget every turn; the video stays."""
         self._turns.clear()

@@ -67,11 +67,12 @@ class TextPieces:
 
 
 class _IdStreamer:
-    """A ``transformers`` streamer (``put`` / ``end``) that queues the new token ids; the first ``put`` (the
-    prompt, empty when decoding from embeddings) is skipped."""
+    """A ``transformers`` streamer (``put`` / ``end``) that queues the new token ids and keeps them (``ids``); the
+    first ``put`` (the prompt, empty when decoding from embeddings) is skipped."""
 
     def __init__(self):
         self.queue: queue.Queue = queue.Queue()
+        self.ids: list[int] = []
         self._prompt_seen = False
         self.cancelled = threading.Event()
 
@@ -79,7 +80,9 @@ class _IdStreamer:
         if not self._prompt_seen:
             self._prompt_seen = True
             return
-        self.queue.put(value.reshape(-1).tolist())
+        new = value.reshape(-1).tolist()
+        self.ids.extend(new)
+        self.queue.put(new)
 
     def end(self) -> None:
         self.queue.put(_DONE)
@@ -98,25 +101,48 @@ def _stopping(streamer: _IdStreamer):
     return StoppingCriteriaList([Cancelled()])
 
 
-def stream_text(model, prompt, *, seed: int | None = None, **decoding) -> Iterator[str]:
+class TextStream:
+    """The text pieces of ``model.generate_text(prompt, seed=seed, **decoding)`` (``model``: a ``Divot``) as they
+    are decoded: iterate it once. ``ids`` holds the new token ids decoded so far (all of them once the iteration
+    has ended, the stop id included); ``close()`` stops the decoding at the next token. Nothing runs before the
+    first ``next``."""
+
+    def __init__(self, model, prompt, *, seed: int | None = None, **decoding):
+        from divot.chat.checks import check_decoding, seeded
+
+        check_decoding(decoding)
+        llm = model.llm
+        self._streamer = streamer = _IdStreamer()
+        failure: list[BaseException] = []
+
+        def work():
+            try:
+                with seeded(seed, model.device):
+                    llm.generate_ids(prompt, streamer=streamer, stopping_criteria=_stopping(streamer), **decoding)
+            except BaseException as error:  # re-raised in the consumer's thread
+                failure.append(error)
+                streamer.end()
+
+        self._pieces = _pieces(llm.tokenizer, streamer, work, failure)
+
+    @property
+    def ids(self) -> list[int]:
+        return list(self._streamer.ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._pieces.close()
+
+
+def stream_text(model, prompt, *, seed: int | None = None, **decoding) -> TextStream:
     """Text pieces of ``model.generate_text(prompt, seed=seed, **decoding)`` (``model``: a ``Divot``) as they are
-    decoded. A generator: nothing runs until the first ``next``."""
-    from divot.chat.checks import check_decoding, seeded
-
-    check_decoding(decoding)
-    llm = model.llm
-    streamer = _IdStreamer()
-    failure: list[BaseException] = []
-
-    def work():
-        try:
-            with seeded(seed, model.device):
-                llm.generate_ids(prompt, streamer=streamer, stopping_criteria=_stopping(streamer), **decoding)
-        except BaseException as error:  # re-raised in the consumer's thread
-            failure.append(error)
-            streamer.end()
-
-    return _pieces(llm.tokenizer, streamer, work, failure)
+    decoded (a ``TextStream``)."""
+    return TextStream(model, prompt, seed=seed, **decoding)
 
 
 def _pieces(tokenizer, streamer: _IdStreamer, work, failure: list) -> Iterator[str]:

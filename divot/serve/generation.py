@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from divot.chat.streaming import _IdStreamer, _pieces, _stopping
+from divot.chat.streaming import TextStream
 from divot.serve.errors import APIError
 
 
@@ -29,7 +29,7 @@ def chat_prompt(model, clips, history: list[tuple[str, str]], question: str):
 
     conversation = Conversation(model)
     conversation.clips = clips
-    conversation._turns.extend(history)  # the turns a client sends back, as if this conversation had them
+    conversation.add_turns(history)  # the turns a client sends back, as if this conversation had them
     try:
         return conversation.prompt(question)
     except ValueError as error:
@@ -72,55 +72,27 @@ def finish_reason(model, ids: list[int], max_new_tokens: int) -> str:
     return "length" if not ended and len(ids) >= max_new_tokens else "stop"
 
 
-class _CountingStreamer(_IdStreamer):
-    """``divot.chat.streaming``'s id streamer that also keeps the new ids (for usage and finish_reason)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ids: list[int] = []
-
-    def put(self, value) -> None:
-        is_prompt = not self._prompt_seen
-        super().put(value)
-        if not is_prompt:
-            self.ids.extend(value.reshape(-1).tolist())
-
-
 class CompletionStream:
     """The answer's text pieces as they are decoded (``Divot.ask(stream=True)``'s, joined: ``complete``'s text).
     Iterate it once; afterwards ``completion_tokens`` and ``finish_reason`` are known. ``close()`` stops the
     decoding at the next token (a client that went away)."""
 
     def __init__(self, model, prompt, seed: int | None, options: dict):
-        from divot.chat.checks import seeded
-
         self.model = model
         self.prompt_tokens = len(prompt)
         self.max_new_tokens = options["max_new_tokens"]
-        self._streamer = _CountingStreamer()
-        failure: list[BaseException] = []
-        llm, streamer = model.llm, self._streamer
-
-        def work():  # as divot.chat.streaming.stream_text's worker
-            try:
-                with seeded(seed, model.device):
-                    llm.generate_ids(prompt, streamer=streamer, stopping_criteria=_stopping(streamer), **options)
-            except BaseException as error:  # re-raised in the consumer's thread
-                failure.append(error)
-                streamer.end()
-
-        self._pieces = _pieces(llm.tokenizer, streamer, work, failure)
+        self._stream = TextStream(model, prompt, seed=seed, **options)
 
     def __iter__(self) -> Iterator[str]:
-        return self._pieces
+        return self._stream
 
     def close(self) -> None:
-        self._pieces.close()
+        self._stream.close()
 
     @property
     def completion_tokens(self) -> int:
-        return len(self._streamer.ids)
+        return len(self._stream.ids)
 
     @property
     def finish_reason(self) -> str:
-        return finish_reason(self.model, self._streamer.ids, self.max_new_tokens)
+        return finish_reason(self.model, self._stream.ids, self.max_new_tokens)
