@@ -20,14 +20,12 @@ fails too the item is counted as ``judge_unparseable`` and scored as "no", 0.
 from __future__ import annotations
 
 import ast
-import json
 import logging
-import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from divot.openai_chat import ChatClient
 
 logger = logging.getLogger(__name__)
 
@@ -85,49 +83,21 @@ def parse_judge_reply(reply: str) -> JudgeResult:
     return JudgeResult(False, 0.0, reply, False)
 
 
-class HTTPJudge:
-    """An OpenAI-compatible chat-completions endpoint. ``url``: the API base (``http://host:8000/v1``) or the
-    full ``.../chat/completions`` URL; ``model``: the model name sent in each request."""
+class HTTPJudge(ChatClient):
+    """An OpenAI-compatible chat-completions endpoint (``divot.openai_chat.ChatClient``: retries on 429 / 5xx,
+    the server's model and fingerprint recorded). ``url``: the API base (``http://host:8000/v1``) or the full
+    ``.../chat/completions`` URL; ``model``: the model name sent in each request (``--judge-model``)."""
+
+    what = "judge endpoint"
 
     def __init__(self, url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0,
-                 max_tokens: int = JUDGE_MAX_NEW_TOKENS):
-        if not model:
-            raise ValueError("an HTTP judge needs a model name (--judge-model)")
-        url = url.rstrip("/")
-        self.url = url if url.endswith("/chat/completions") else url + "/chat/completions"
-        self.model, self.timeout, self.max_tokens = model, timeout, max_tokens
-        self._api_key = os.environ.get(api_key_env) if api_key_env else None
-        self.served_models: set[str] = set()
-        self.fingerprints: set[str] = set()
+                 max_tokens: int = JUDGE_MAX_NEW_TOKENS, retries: int = 2):
+        super().__init__(url, model, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens,
+                         retries=retries)
 
     @property
     def identity(self) -> dict:
-        return {"kind": "openai-compatible-http", "url": self.url, "model": self.model,
-                "served_model": sorted(self.served_models), "system_fingerprint": sorted(self.fingerprints),
-                "temperature": 0.0, "max_tokens": self.max_tokens, "prompt": "video-chatgpt"}
-
-    def complete(self, messages: list[dict]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.0,
-                           "max_tokens": self.max_tokens}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = json.loads(response.read().decode())
-        except urllib.error.HTTPError as err:
-            raise RuntimeError(f"judge endpoint {self.url} answered HTTP {err.code}: {err.read()[:200]!r}") from err
-        except urllib.error.URLError as err:
-            raise RuntimeError(f"judge endpoint {self.url} cannot be reached: {err.reason}") from err
-        if data.get("model"):
-            self.served_models.add(str(data["model"]))
-        if data.get("system_fingerprint"):
-            self.fingerprints.add(str(data["system_fingerprint"]))
-        try:
-            return str(data["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, TypeError) as err:
-            raise RuntimeError(f"judge endpoint {self.url} sent no choices[0].message.content: {data!r:.200}") from err
+        return {**super().identity, "prompt": "video-chatgpt"}
 
     def __call__(self, question: str, answer: str, prediction: str) -> JudgeResult:
         return parse_judge_reply(self.complete(judge_messages(question, answer, prediction)))

@@ -26,7 +26,7 @@ from divot.data.episodes.clips import (
     window_clip_indices,
 )
 from divot.data.stories import read_stories, segment_clip_indices
-from tests.data.openai_stub import OpenAIStub, caption_reply, images_of, storyline_reply
+from tests.openai_stub import OpenAIStub, caption_reply, images_of, storyline_reply
 
 ROOT = Path(__file__).resolve().parents[2]
 pytest.importorskip("scenedetect", reason="the episodes extra: pip install 'divot[episodes]'")

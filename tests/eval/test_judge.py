@@ -1,12 +1,11 @@
 """The Video-ChatGPT judge: reply parsing, and the OpenAI-compatible HTTP judge against a local stub server."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from divot.eval.judge import HTTPJudge, judge_messages, make_judge, parse_judge_reply
+from tests.openai_stub import OpenAIStub
 
 
 @pytest.mark.parametrize("reply, correct, score, parsed", [
@@ -28,46 +27,19 @@ def test_the_prompt_is_video_chatgpts():
     assert "{'pred': 'yes', 'score': 4.8}" in user["content"]
 
 
-class StubJudgeServer:
+def StubJudgeServer(status: int = 200, garble: str | None = None) -> OpenAIStub:  # noqa: N802 - used as a class
     """An OpenAI-compatible /v1/chat/completions: "yes" when the predicted answer contains the correct one;
     a reply no parser reads when the question contains ``garble``."""
 
-    def __init__(self, status: int = 200, garble: str | None = None):
-        self.requests, self.status = [], status
-        server = self
+    def reply(body: dict) -> str:
+        user = body["messages"][1]["content"]
+        answer = user.split("Correct Answer: ")[1].split("\n")[0]
+        pred = user.split("Predicted Answer: ")[1].split("\n")[0]
+        if garble and garble in user.split("Question: ")[1].split("\n")[0]:
+            return "I cannot evaluate this."
+        return "{'pred': 'yes', 'score': 5}" if answer in pred else "{'pred': 'no', 'score': 1}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-                user = body["messages"][1]["content"]
-                answer = user.split("Correct Answer: ")[1].split("\n")[0]
-                pred = user.split("Predicted Answer: ")[1].split("\n")[0]
-                verdict = "{'pred': 'yes', 'score': 5}" if answer in pred else "{'pred': 'no', 'score': 1}"
-                if garble and garble in user.split("Question: ")[1].split("\n")[0]:
-                    verdict = "I cannot evaluate this."
-                data = json.dumps({"model": body["model"] + "-2024-01-01", "system_fingerprint": "fp_stub",
-                                   "choices": [{"message": {"role": "assistant", "content": verdict}}]}).encode()
-                self.send_response(server.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return OpenAIStub(reply, status=status)
 
 
 def test_http_judge_against_a_local_stub(monkeypatch):
@@ -82,14 +54,14 @@ def test_http_judge_against_a_local_stub(monkeypatch):
     assert first["body"]["model"] == "gpt-stub" and first["body"]["temperature"] == 0.0
     ident = judge.identity
     assert ident["url"] == server.url + "/chat/completions" and ident["model"] == "gpt-stub"
-    assert ident["served_model"] == ["gpt-stub-2024-01-01"] and ident["system_fingerprint"] == ["fp_stub"]
+    assert ident["served_model"] == ["gpt-stub-2024-08-06"] and ident["system_fingerprint"] == ["fp_stub"]
     assert "secret-key" not in json.dumps(ident)
 
 
 def test_http_judge_errors_are_clear():
     with StubJudgeServer(status=500) as server:
         with pytest.raises(RuntimeError, match="HTTP 500"):
-            HTTPJudge(server.url, "m")("q", "a", "p")
+            HTTPJudge(server.url, "m", retries=0)("q", "a", "p")
     with pytest.raises(ValueError, match="model name"):
         HTTPJudge("http://127.0.0.1:9/v1", "")
     with pytest.raises(FileNotFoundError, match="neither an http"):

@@ -267,7 +267,7 @@ def test_activitynet_with_the_http_judge(eval_model, fixtures_dir, clip_frames, 
     assert s["accuracy_metric"] == "judge" and s["accuracy"] == sum(r["judge"] for r in judged) / 4 == 0.75
     assert s["metrics"]["judge_score"]["value"] == 3.75
     assert s["missing_videos"] == 1 and s["missing_video_list"][0]["video_id"] == f"v_{names[-1]}"
-    assert s["judge"]["model"] == "gpt-stub" and s["judge"]["served_model"] == ["gpt-stub-2024-01-01"]
+    assert s["judge"]["model"] == "gpt-stub" and s["judge"]["served_model"] == ["gpt-stub-2024-08-06"]
     assert len(server.requests) == 4
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from divot.data.episodes.clips import window_clip_indices
-from divot.data.episodes.openai_client import ChatClient
+from divot.openai_chat import ChatClient
 
 logger = logging.getLogger(__name__)
 

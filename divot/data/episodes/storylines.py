@@ -25,7 +25,7 @@ import re
 import time
 from pathlib import Path
 
-from divot.data.episodes.openai_client import ChatClient
+from divot.openai_chat import ChatClient
 
 logger = logging.getLogger(__name__)
 

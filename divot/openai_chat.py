@@ -1,5 +1,6 @@
-"""A minimal OpenAI-compatible ``/v1/chat/completions`` client (``urllib``, no extra dependency) for the
-captioner and storyline writer: temperature 0, an API key from an environment variable (never recorded), and
+"""A minimal OpenAI-compatible ``/v1/chat/completions`` client (``urllib``, no extra dependency), shared by the
+evaluation judge (``divot.eval.judge.HTTPJudge``), the clip captioner and the storyline writer
+(``divot.data.episodes``): temperature 0, an API key from an environment variable (never recorded), and
 what the server reports about itself (the response's ``model`` and ``system_fingerprint``) kept for the
 output's provenance. Rate limits (429) and server errors (5xx) are retried with a growing pause."""
 
@@ -27,12 +28,14 @@ def chat_completions_url(url: str) -> str:
 
 class ChatClient:
     """Chat completions from ``model`` at ``url``; ``served_models`` / ``fingerprints`` collect what the server
-    said it ran."""
+    said it ran. ``what`` names the endpoint in errors."""
+
+    what = "endpoint"
 
     def __init__(self, url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
                  max_tokens: int = 256, retries: int = 2, retry_pause: float = 2.0):
         if not model:
-            raise ValueError(f"an OpenAI-compatible endpoint needs a model name (for {url})")
+            raise ValueError(f"an OpenAI-compatible {self.what} needs a model name (for {url})")
         self.url, self.model = chat_completions_url(url), model
         self.timeout, self.max_tokens, self.retries, self.retry_pause = timeout, max_tokens, retries, retry_pause
         self._api_key = os.environ.get(api_key_env) if api_key_env else None
@@ -64,9 +67,9 @@ class ChatClient:
                     logger.warning("%s answered HTTP %d; retrying", self.url, err.code)
                     time.sleep(self.retry_pause * (attempt + 1))
                     continue
-                raise RuntimeError(f"endpoint {self.url} answered HTTP {err.code}: {err.read()[:300]!r}") from err
+                raise RuntimeError(f"{self.what} {self.url} answered HTTP {err.code}: {err.read()[:300]!r}") from err
             except urllib.error.URLError as err:
-                raise RuntimeError(f"endpoint {self.url} cannot be reached: {err.reason}") from err
+                raise RuntimeError(f"{self.what} {self.url} cannot be reached: {err.reason}") from err
         if data.get("model"):
             self.served_models.add(str(data["model"]))
         if data.get("system_fingerprint"):
@@ -74,5 +77,5 @@ class ChatClient:
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as err:
-            raise RuntimeError(f"endpoint {self.url} sent no choices[0].message.content: {data!r:.300}") from err
+            raise RuntimeError(f"{self.what} {self.url} sent no choices[0].message.content: {data!r:.300}") from err
         return "" if content is None else str(content)
