@@ -283,7 +283,8 @@ class Divot(RenderingMethods):
         Example::
 
             model.ask("clip.mp4", "What colour is the object?", seed=0)   # 'red'
-            for piece in model.ask("clip.mp4", "Describe the video.", stream=True): print(piece, end="")
+            pieces = model.ask("clip.mp4", "Describe the video.", stream=True)   # iterator of str
+            "".join(pieces)                                                  # = the answer, same seed
             model.ask(["a.mp4", "b.mp4"], "What colour is the object?", greedy=True)   # ['red', 'blue']
             model.ask("a.mp4", ["What colour is it?", "What shape is it?"], greedy=True)
         """

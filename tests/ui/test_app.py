@@ -2,23 +2,12 @@
 a de-tokenizer turns the Generate and Story tabs off, and unexpected errors become a named message."""
 
 import logging
-import shutil
 
 import pytest
-
-from divot import Divot
 
 gr = pytest.importorskip("gradio", reason="the ui extra is not installed (pip install 'divot[ui]')")
 from divot.ui.app import ELEM_IDS, _message, build_app  # noqa: E402
 from divot.ui.handlers import NO_DETOKENIZER, UIError  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def text_only_model(divot_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("text_only") / "model"
-    for part in ("tokenizer", "llm"):
-        shutil.copytree(divot_model_dir / part, root / part)
-    return Divot.from_pretrained(root)
 
 
 def test_every_documented_elem_id_is_on_the_page_and_rendering_is_off_without_detokenizer(text_only_model,

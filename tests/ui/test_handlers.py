@@ -18,14 +18,6 @@ def model(divot_model_dir):
     return Divot.from_pretrained(divot_model_dir)
 
 
-@pytest.fixture(scope="module")
-def text_only_model(divot_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("text_only") / "model"
-    for part in ("tokenizer", "llm"):
-        shutil.copytree(divot_model_dir / part, root / part)
-    return Divot.from_pretrained(root)
-
-
 # -- chat ------------------------------------------------------------------------------------------------------------
 def test_the_answer_streams_in_and_equals_the_api_answer(model, shapes_video):
     steps = list(handlers.chat_answer(model, None, str(shapes_video), "What colour is the object?", seed=3))
