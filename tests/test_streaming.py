@@ -62,3 +62,16 @@ def test_pieces_of_the_real_mistral_tokenizer_join_to_the_decoded_text(mistral_t
         out = [pieces.push([i]) for i in ids] + [pieces.finish()]
         assert "".join(out) == tokenizer.decode(ids, skip_special_tokens=True).strip()
         assert not any("\ufffd" in p for p in out)  # byte tokens are held back until their character is whole
+
+
+def test_closing_a_stream_stops_the_decoding(model, shapes_video):
+    prompt = model.chat(shapes_video).prompt("Describe it.")
+    options = {"seed": 5, "temperature": 3.0, "top_p": 1.0, "max_new_tokens": 256}
+    whole = model.generate_text(prompt, stream=True, **options)
+    text = "".join(whole)
+    assert text == model.generate_text(prompt, **options)
+    stream = model.generate_text(prompt, stream=True, **options)
+    first = next(stream)
+    stream.close()
+    assert text.startswith(first)
+    assert 0 < len(stream.ids) < len(whole.ids), (len(stream.ids), len(whole.ids))
