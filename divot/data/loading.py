@@ -21,8 +21,8 @@ from divot.data.sampling import sample_clip_indices, sparse_indices
 from divot.data.transforms import frames_to_tensor
 from divot.data.video import VideoFile, VideoInfo, open_video
 
-# Decoded frames held at once: every frame of a load at model size (100 x 256 x 455 x 3 is 35 MB), a few at a
-# time at native size (``decode_at_model_size=False``: 1080p 2 frames, 4K 1).
+# Decoded uint8 frames held at once, before they are converted into the output: 48 at model size (256 x 455),
+# 2 at 1080p and 1 at 4K when decoding at the native size (``decode_at_model_size=False``).
 _BATCH_BYTES = 16 * 2**20
 
 
@@ -105,13 +105,28 @@ def load_indexed_clips(
 
 
 def _load(video: VideoFile, indices: np.ndarray, size: int) -> torch.Tensor:
-    unique, inverse = np.unique(indices, return_inverse=True)  # (u,), (clips * t,)
+    """Decode each distinct frame of ``indices`` once, straight into the output (clips, t, 3, size, size).
+
+    Frames are converted as they are decoded into their first place in the output (no second batch of
+    float frames); a frame used twice (overlapping clips) is copied there afterwards.
+    """
+    flat = np.asarray(indices).reshape(-1)
+    unique, first, inverse = np.unique(flat, return_index=True, return_inverse=True)  # (u,), (u,), (n,)
+    inverse = inverse.reshape(-1)
     h, w = video.out_size
     step = max(1, _BATCH_BYTES // (h * w * 3))  # frames held as uint8 at once (all of them at model size)
-    frames = torch.empty(len(unique), 3, size, size)  # (u, 3, size, size)
+    out = torch.empty(len(flat), 3, size, size)  # (n, 3, size, size)
     for start in range(0, len(unique), step):
-        frames[start : start + step] = frames_to_tensor(_decode_frames(video, unique[start : start + step]), size)
-    return frames[torch.from_numpy(inverse.reshape(indices.shape))]  # (clips, t, 3, size, size)
+        decoded = _decode_frames(video, unique[start : start + step])  # (c, h, w, 3) uint8
+        places = first[start : start + step]
+        if np.array_equal(places, np.arange(places[0], places[0] + len(places))):  # sorted, distinct: in place
+            frames_to_tensor(decoded, size, out=out[places[0] : places[0] + len(places)])
+        else:
+            out[torch.from_numpy(places)] = frames_to_tensor(decoded, size)
+    repeats = np.flatnonzero(first[inverse] != np.arange(len(flat)))  # later uses of a frame
+    if len(repeats):
+        out[torch.from_numpy(repeats)] = out[torch.from_numpy(first[inverse[repeats]])]
+    return out.view(*np.shape(indices), 3, size, size)
 
 
 def _decode_frames(video: VideoFile, unique: np.ndarray) -> np.ndarray:

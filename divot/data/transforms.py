@@ -17,12 +17,17 @@ from divot.data.decoders.base import scaled_size
 _CHUNK = 16
 
 
-def frames_to_tensor(frames, size: int = FRAME_SIZE) -> torch.Tensor:
+def frames_to_tensor(frames, size: int = FRAME_SIZE, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 RGB frames (t, h, w, 3) -> float32 (t, 3, size, size) in [-1, 1].
 
     The short side is resized to ``size`` (bilinear, antialiased), then the center ``size`` x ``size``
     square is cropped; pixels are normalised with PIXEL_MEAN / PIXEL_STD (0.5 / 0.5).
-    Accepts a numpy array or a tensor.
+    Accepts a numpy array or a tensor. ``out``, a float32 tensor (t, 3, size, size), receives the result
+    in place (and is returned), so a caller filling a larger batch holds no second copy.
+
+    Frames already at the resized size (decoded at the model's size) are cropped before they become float:
+    every step after the resize is elementwise, so the values are the same as cropping after, at a
+    fraction of the memory.
     """
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu()
@@ -35,18 +40,26 @@ def frames_to_tensor(frames, size: int = FRAME_SIZE) -> torch.Tensor:
         raise ValueError(f"expected non-empty frames (t, h, w, 3), got {tuple(frames.shape)}")
     if not (isinstance(size, int) and size > 0):
         raise ValueError(f"size must be a positive integer, got {size!r}")
+    shape = (frames.shape[0], 3, size, size)
+    if out is None:
+        out = torch.empty(shape)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32:
+        raise ValueError(f"out must be float32 {shape}, got {tuple(out.shape)} {out.dtype}")
     h, w = frames.shape[1:3]
     new_h, new_w = scaled_size(h, w, size)  # short side exactly size (what the decoders decode at)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
-    out = torch.empty(frames.shape[0], 3, size, size)
     for i in range(0, frames.shape[0], _CHUNK):
-        chunk = frames[i : i + _CHUNK].permute(0, 3, 1, 2).float().div_(255.0)  # (c, 3, h, w) in [0, 1]
-        if (new_h, new_w) != (h, w):
+        if (new_h, new_w) == (h, w):  # nothing to resize: crop the uint8 frames first
+            chunk = frames[i : i + _CHUNK, top : top + size, left : left + size]  # (c, size, size, 3)
+            chunk = chunk.permute(0, 3, 1, 2).float().div_(255.0)  # (c, 3, size, size) in [0, 1]
+        else:
+            chunk = frames[i : i + _CHUNK].permute(0, 3, 1, 2).float().div_(255.0)  # (c, 3, h, w) in [0, 1]
             chunk = F.interpolate(chunk, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
-        chunk = chunk[:, :, top : top + size, left : left + size].clamp_(0.0, 1.0)  # (c, 3, size, size)
-        out[i : i + _CHUNK] = (chunk - mean) / std
+            chunk = chunk[:, :, top : top + size, left : left + size]  # (c, 3, size, size)
+        target = out[i : i + _CHUNK]
+        target.copy_(chunk.clamp_(0.0, 1.0)).sub_(mean).div_(std)
     return out
 
 

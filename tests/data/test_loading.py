@@ -127,3 +127,18 @@ def test_clips_with_indices_open_the_file_once(tmp_path, count_reads, monkeypatc
     _, clips = loading.load_clips_with_indices(path, size=32, sparse=False)
     np.testing.assert_array_equal(decode_clip_indices(clips), dense)
     assert len(opened) == 2 and len(count_reads) == 2
+
+
+@pytest.mark.parametrize("step_bytes", [2**30, 32 * 32 * 3 * 4])  # every frame in one read; 4 frames a read
+def test_repeated_and_unsorted_indices_fill_every_place(tmp_path, monkeypatch, step_bytes):
+    """Overlapping clips and indices out of order: each frame decoded once, every place filled, as decoding
+    each place on its own would."""
+    monkeypatch.setattr(loading, "_BATCH_BYTES", step_bytes)
+    path = write_video(indexed_frames(30), tmp_path / "video.mp4", fps=10)
+    indices = np.array([[3, 4, 5, 6], [5, 6, 7, 8], [20, 2, 2, 29], [0, 29, 11, 3]])  # (4, 4)
+    clips = loading.load_indexed_clips(path, indices, size=32)
+    assert clips.shape == (4, 4, 3, 32, 32) and clips.is_contiguous()
+    np.testing.assert_array_equal(decode_clip_indices(clips), indices)
+    one_by_one = torch.stack([loading.load_indexed_clips(path, np.array([[i]]), size=32)[0, 0]
+                              for i in indices.reshape(-1)])
+    assert torch.equal(clips.reshape(-1, 3, 32, 32), one_by_one)

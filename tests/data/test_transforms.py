@@ -77,6 +77,26 @@ def test_chunked_conversion_matches_frame_by_frame():
     assert torch.equal(whole, frames_to_tensor(torch.from_numpy(frames), size=12))
 
 
+def test_frames_at_the_resized_size_are_only_cropped_and_normalised():
+    # Cropping the uint8 frames before they become float must give exactly the elementwise formula.
+    frames = np.random.default_rng(2).integers(0, 256, (19, 24, 41, 3), dtype=np.uint8)
+    expected = torch.from_numpy(frames[:, :, 8:32]).permute(0, 3, 1, 2).float() / 255.0
+    expected = (expected - 0.5) / 0.5
+    assert torch.equal(frames_to_tensor(frames, size=24), expected)
+
+
+def test_out_receives_the_result_in_place():
+    frames = np.random.default_rng(3).integers(0, 256, (5, 20, 30, 3), dtype=np.uint8)
+    big = torch.full((7, 3, 12, 12), 9.0)
+    returned = frames_to_tensor(frames, size=12, out=big[1:6])
+    assert returned.data_ptr() == big[1:6].data_ptr()
+    assert torch.equal(big[1:6], frames_to_tensor(frames, size=12))
+    assert torch.all(big[0] == 9.0) and torch.all(big[6] == 9.0)
+    for bad in (torch.empty(4, 3, 12, 12), torch.empty(5, 3, 12, 12, dtype=torch.float64)):
+        with pytest.raises(ValueError, match="out must be"):
+            frames_to_tensor(frames, size=12, out=bad)
+
+
 @pytest.mark.parametrize(
     "frames",
     [np.zeros((2, 8, 8, 3), dtype=np.float32), np.zeros((8, 8, 3), dtype=np.uint8),

@@ -1,9 +1,10 @@
 """decord backend: fast random access (``get_batch`` seeks to keyframes itself) and the file's rotation applied.
 
 Frames are fetched at the native size one at a time, each resized to the output size at once
-(``resize_frame``); the reader decodes on one thread: with decord's default thread pool its peak memory was
-about 600 MB above the baseline on a 90-s 1080p video, with one thread 380 MB and no slower on 2 cores
-(benchmarks/decode_memory.py). decord can also scale while decoding
+(``resize_frame``); the reader decodes on one thread: with decord's default thread pool a load's peak memory on
+a 90-s 1080p video was about 220 MB higher than with one thread, and no faster on 2 cores
+(benchmarks/decode_memory.py). Even so decord's reader holds more than PyAV's (about 80 MB after the first
+1080p frames, varying from run to run with its native threads). decord can also scale while decoding
 (``VideoReader(width=, height=)``), but its scaled YUV -> RGB path shifts colours by about one level against
 the full-size conversion (max 0.075, mean 0.009 on [-1, 1] pixels, 1080p), so it is not used.
 
