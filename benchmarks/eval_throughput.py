@@ -4,8 +4,9 @@ Five-way multiple choice scored by option log-likelihood, through the library's 
 - ``kv``: ``divot.eval.multiple_choice.make_predictor`` in mode ``ll`` (what ``divot eval egoschema`` runs):
   ``DivotLLM.score_continuations`` runs the question-and-video prefix once and continues each option from a
   copy of its KV cache;
-- ``full``: five full forward passes, prefix + option each: ``DivotLMMs._continuation``, the lmms-eval
-  adapter's ``loglikelihood`` path (divot/eval/lmms.py); the option with the lowest loss is the answer.
+- ``full``: five full forward passes, prefix + option each (``full_pass_predictor`` below: the reference's
+  way, and the lmms-eval adapter's before it shared the prefix); the option with the lowest mean NLL is the
+  answer.
 Clip tokens come through ``divot.eval.runner.VideoTokens``: from a token cache (``cache``) or by decoding and
 tokenizing the video for every question (``decode``).
 
@@ -21,7 +22,14 @@ Two prompt shapes (``--shapes``):
 Decoding ahead (``--num-workers 0 1 2``): questions per second of the ``kv`` / ``decode`` setting through
 ``VideoTokens.iterate`` (what ``divot eval`` runs): 0 decodes in the main process, N > 0 in N DataLoader
 workers while the main process tokenizes and scores (``divot.data.prefetch``). Reported as the
-``prefetch`` rows (short shape, questions from video); the predictions must equal the serial ones.
+``prefetch`` rows (short shape, questions from video); the predictions must equal the serial ones. The shapes
+world's own videos (2 s, 32 x 32) cost almost nothing to decode, so ``--prefetch-video WxHxS`` gives every
+question an EgoSchema-like file instead: W x H, S seconds at 30 fps, H.264, a drifting full-frame texture with
+the question's shapes clip scaled into the middle and looped (``--prefetch-distinct`` distinct files, shared
+round-robin by the questions: each question still decodes its own file). On a CPU-only machine the model and
+the decoder (FFmpeg's threads) share the same cores, so there is little to overlap; ``--accelerator-ms`` adds,
+after each answer, a wait with the CPU idle, as the main process waits on a GPU's forward pass, to measure how
+much decoding ahead hides there. The ``ratio`` of a setting is serial / prefetched time at the same wait.
 
 Timing: one untimed round over the first two questions, then ``--repeats`` rounds; each round runs every
 setting once over all ``--num`` questions, the settings taking turns, so ratios are taken per round. The JSON
@@ -30,8 +38,8 @@ median), and each ratio of medians with its lowest and highest per-round value.
 
     python benchmarks/eval_throughput.py --num 100 --repeats 3 --clips 20 --queries 64 \\
         --out benchmarks/results/eval_throughput_tiny_cpu.json
-    python benchmarks/eval_throughput.py --num 24 --repeats 3 --shapes short --num-workers 0 1 2 \\
-        --out benchmarks/results/eval_prefetch_tiny_cpu.json
+    python benchmarks/eval_throughput.py --num 16 --repeats 3 --shapes short --num-workers 0 1 2 \\
+        --prefetch-video 640x360x60 --accelerator-ms 0 1000 --out benchmarks/results/eval_prefetch_tiny_cpu.json
 """
 
 from __future__ import annotations
@@ -74,15 +82,28 @@ def build_model(num_queries: int | None):
 
 
 def full_pass_predictor(model) -> Callable:
-    """``predict(item, clips)`` scoring each option with its own forward pass (prefix + option)."""
-    from divot.eval.lmms import DivotLMMs
+    """``predict(item, clips)`` scoring each option with its own forward pass over prefix + option (the
+    reference's way, and this library's before the shared-prefix scorer): the option with the lowest mean NLL
+    per token."""
     from divot.eval.multiple_choice import LL_TEMPLATE, mc_text
 
-    lmm = DivotLMMs(divot=model)
+    llm = model.llm
+
+    @torch.no_grad()
+    def mean_nll(prompt, option: str) -> float:
+        cont = model.builder.encode(option)
+        dev = llm.device
+        ids = torch.cat([prompt.input_ids, torch.tensor(cont)])[None].to(dev)  # (1, s + m)
+        cmp = torch.zeros_like(ids, dtype=torch.bool)
+        cmp[0, : len(prompt)] = prompt.cmp_mask.to(dev)
+        embeds = llm.embed(ids, cmp, prompt.cmp_clips.to(dev))  # (1, s + m, h)
+        logits = llm.llm(inputs_embeds=embeds).logits[0, len(prompt) - 1 : -1].float()  # (m, V)
+        logp = logits.log_softmax(-1).gather(-1, ids[0, len(prompt) :, None])[:, 0]  # (m,)
+        return float(-logp.mean())
 
     def predict(item, clips) -> dict:
         prompt = model.builder.qa_prompt(clips, mc_text(item, LL_TEMPLATE))
-        losses = [lmm._continuation(prompt, option)[0] for option in item.options]  # mean NLL per token
+        losses = [mean_nll(prompt, option) for option in item.options]
         return {"pred": min(range(len(losses)), key=losses.__getitem__)}
     return predict
 
@@ -139,8 +160,50 @@ def measure_shape(shape: str, model, items, token_sources: dict, args) -> dict:
             "prompt": prompt_lengths(model, items, token_sources["cache"])}
 
 
+def long_videos(items, out_dir: Path, spec: str, distinct: int) -> list:
+    """``items`` with EgoSchema-like videos (see the module docstring): W x H, S seconds, 30 fps."""
+    import dataclasses
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+    from PIL import Image
+
+    width, height, seconds = (int(v) for v in spec.lower().split("x"))
+    fps = 30
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    tile = rng.integers(40, 216, (height // 8 + 64, width // 8 + 64, 3), dtype=np.uint8)
+    texture = np.repeat(np.repeat(tile, 8, 0), 8, 1)  # (H + 512, W + 512, 3)
+    box = min(width, height) // 2
+    paths = []
+    for k, item in enumerate(items[:distinct]):
+        with av.open(str(item.video)) as source:
+            clip = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]  # the shapes clip, looped
+        clip = [np.asarray(Image.fromarray(f).resize((box, box), Image.Resampling.NEAREST)) for f in clip]
+        path = out_dir / f"long_{k}.mp4"
+        with av.open(str(path), mode="w") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"preset": "veryfast", "crf": "23"}
+            top, left = (height - box) // 2, (width - box) // 2
+            for t in range(fps * seconds):
+                shift = (2 * t) % 512
+                frame = texture[shift : shift + height, shift : shift + width].copy()  # (H, W, 3)
+                frame[top : top + box, left : left + box] = clip[(t * len(clip) // (2 * fps)) % len(clip)]
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        paths.append(path)
+    return [dataclasses.replace(item, video=paths[i % len(paths)]) for i, item in enumerate(items)]
+
+
 def measure_prefetch(model, items, args) -> dict:
-    """Questions/s from video (kv scoring) with 0..N decoding workers, interleaved; rows and agreement."""
+    """Questions/s from video (kv scoring) with 0..N decoding workers and each ``--accelerator-ms`` wait,
+    interleaved; rows, speed-ups and agreement."""
+    import time
+
     from divot.eval.multiple_choice import make_predictor
     from divot.eval.runner import EvalConfig, MissingVideo, VideoTokens
 
@@ -148,26 +211,31 @@ def measure_prefetch(model, items, args) -> dict:
                      mode="ll", ll_normalize="mean", progress=False)
     predict, tokens = make_predictor(cfg, model), VideoTokens(model, None)
 
-    def answer(num_workers: int) -> list:
-        return [None if isinstance(clips, MissingVideo) else predict(item, clips)["pred"]
-                for item, clips in tokens.iterate(items, num_workers)]
+    def answer(num_workers: int, wait_ms: int) -> list:
+        preds = []
+        for item, clips in tokens.iterate(items, num_workers):
+            preds.append(None if isinstance(clips, MissingVideo) else predict(item, clips)["pred"])
+            time.sleep(wait_ms / 1000)  # an accelerator's forward: the CPU is free meanwhile
+        return preds
 
-    calls = {f"workers={n}": (lambda n=n: answer(n)) for n in args.num_workers}
+    settings = [(n, ms) for ms in args.accelerator_ms for n in args.num_workers]
+    calls = {f"workers={n},wait={ms}ms": (lambda n=n, ms=ms: answer(n, ms)) for n, ms in settings}
     runs, preds = interleaved(calls, args.repeats, warmup=1)
-    rows = []
-    for n in args.num_workers:
-        timing = summarize(runs[f"workers={n}"])
+    rows, ratios = [], {}
+    for n, ms in settings:
+        timing = summarize(runs[f"workers={n},wait={ms}ms"])
         rows.append({"shape": "short", "scoring": "kv", "video_input": "decode", "num_workers": n,
-                     "questions_per_second": len(items) / timing["median"],
+                     "accelerator_ms": ms, "questions_per_second": len(items) / timing["median"],
                      "questions_per_second_min": len(items) / timing["max"],
                      "questions_per_second_max": len(items) / timing["min"], "timing": timing})
-        logger.info("prefetch workers=%d %7.2f questions/s (rounds: %s s)", n, len(items) / timing["median"],
-                    ", ".join(f"{t:.2f}" for t in timing["runs"]))
-    base = f"workers={args.num_workers[0]}"
-    ratios = {f"workers_{n}_over_{args.num_workers[0]}": ratio(runs[base], runs[f"workers={n}"])
-              for n in args.num_workers[1:]}
-    return {"rows": rows, "speedup": ratios,
-            "predictions_agree": all(p == preds[base] for p in preds.values())}
+        logger.info("prefetch workers=%d wait=%dms %7.2f questions/s (rounds: %s s)", n, ms,
+                    len(items) / timing["median"], ", ".join(f"{t:.2f}" for t in timing["runs"]))
+        base = f"workers={args.num_workers[0]},wait={ms}ms"
+        if n != args.num_workers[0]:
+            ratios[f"workers_{n}_over_{args.num_workers[0]}_wait_{ms}ms"] = ratio(runs[base],
+                                                                                runs[f"workers={n},wait={ms}ms"])
+    first = next(iter(preds.values()))
+    return {"rows": rows, "speedup": ratios, "predictions_agree": all(p == first for p in preds.values())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,13 +249,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=64, help="tokens per clip in the long shape (default 64)")
     parser.add_argument("--num-workers", type=int, nargs="+", default=None,
                         help="also time decoding ahead with these numbers of DataLoader workers (e.g. 0 1 2)")
+    parser.add_argument("--prefetch-video", default=None, metavar="WxHxS",
+                        help="decoding-ahead rows on EgoSchema-like videos of W x H pixels and S seconds "
+                             "(e.g. 640x360x60) instead of the 32 x 32 shapes clips")
+    parser.add_argument("--prefetch-distinct", type=int, default=4, help="distinct such videos (default 4)")
+    parser.add_argument("--accelerator-ms", type=int, nargs="+", default=[0],
+                        help="decoding-ahead rows: after each answer, wait this long with the CPU idle, as the "
+                             "main process does while an accelerator runs the model (default 0: CPU only)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if min(args.accelerator_ms) < 0:
+        parser.error("--accelerator-ms must be >= 0")
     if args.num_workers is not None and min(args.num_workers) < 0:
         parser.error("--num-workers must be >= 0")
-    for name in ("num", "repeats", "threads", "clips", "queries"):
+    if args.prefetch_video is not None:
+        parts = args.prefetch_video.lower().split("x")
+        if len(parts) != 3 or not all(v.isdigit() and int(v) > 0 for v in parts):
+            parser.error(f"--prefetch-video must be WxHxS with positive integers, got {args.prefetch_video!r}")
+    for name in ("num", "repeats", "threads", "clips", "queries", "prefetch_distinct"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     from divot.llm.config import llm_preset
 
     positions = llm_preset("tiny").base.max_position_embeddings
@@ -220,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             shapes["short"] = measure_shape("short", model, items, sources, args)
             shapes["short"]["clips_x_queries"] = list(cache[items[0].video_id].shape[:2])
             if args.num_workers:
-                prefetch = measure_prefetch(model, items, args)
+                videos = items
+                if args.prefetch_video:
+                    videos = long_videos(items, args.tmp / "long", args.prefetch_video, args.prefetch_distinct)
+                prefetch = measure_prefetch(model, videos, args)
+                prefetch["videos"] = args.prefetch_video or "shapes world (32 x 32, 2 s)"
         if "long" in args.shapes:
             model = build_model(args.queries)
             cfg = model.llm.config
@@ -253,9 +338,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['questions_per_second_min']:.2f}-{r['questions_per_second_max']:.2f} | "
               f"{100 * r['timing']['spread']:.0f}% |")
     for r in (prefetch or {}).get("rows", []):
-        print(f"| short | kv | decode, {r['num_workers']} workers | {r['questions_per_second']:.2f} | "
+        print(f"| short ({prefetch['videos']}) | kv | decode, {r['num_workers']} workers, "
+              f"{r['accelerator_ms']} ms accelerator wait | {r['questions_per_second']:.2f} | "
               f"{r['questions_per_second_min']:.2f}-{r['questions_per_second_max']:.2f} | "
               f"{100 * r['timing']['spread']:.0f}% |")
+    for name, r in (prefetch or {}).get("speedup", {}).items():
+        print(f"prefetch {name}: {r['ratio_of_medians']:.2f}x (rounds {r['min']:.2f}-{r['max']:.2f})")
     for shape, ratios in result["ratios"].items():
         for name, r in ratios.items():
             print(f"{shape} {name}: {r['ratio_of_medians']:.2f}x (rounds {r['min']:.2f}-{r['max']:.2f})")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from divot.llm.batch_generation import generate_ids_batch
-from divot.llm.sequences import left_pad_prompts
+from divot.llm.sequences import left_pad_prompts, pad_prompts
 
 GREEDY = {"greedy": True, "max_new_tokens": 8}
 
@@ -131,3 +131,15 @@ def test_left_pad_prompts(model, videos):
                                                                 model.llm.config.token_dim))
     with pytest.raises(ValueError, match="generation query"):
         left_pad_prompts([gen], 0)
+
+
+def test_right_padded_prompts_put_the_padding_after_the_last_real_token(model, videos):
+    prompts = [model.builder.qa_prompt(model.tokens(v), q) for v, q in zip(videos[:2], QUESTIONS[:2], strict=True)]
+    batch = pad_prompts(prompts, pad_token_id=model.llm.token_ids.pad, side="right")
+    short, long = len(prompts[0]), len(prompts[1])
+    assert batch["attention_mask"][0].tolist() == [1] * short + [0] * (long - short)
+    assert batch["position_ids"][0, :short].tolist() == list(range(short))
+    assert torch.equal(batch["input_ids"][0, :short], prompts[0].input_ids)
+    assert torch.equal(batch["input_ids"][1], prompts[1].input_ids)
+    with pytest.raises(ValueError, match="side"):
+        pad_prompts(prompts, 0, side="middle")

@@ -363,10 +363,20 @@ def left_pad_prompts(samples: list[LLMSample], pad_token_id: int) -> dict[str, t
     ``cmp_mask`` (b, s) bool, ``cmp_clips`` (n_cmp, q, d) float32 (all prompts' clips in order). Prompts with
     generation queries are rejected: their bidirectional blocks need the 4D mask, not a padding mask.
     """
+    return pad_prompts(samples, pad_token_id, side="left")
+
+
+def pad_prompts(samples: list[LLMSample], pad_token_id: int, side: str = "left") -> dict[str, torch.Tensor]:
+    """``left_pad_prompts``, or with ``side="right"`` the padding after each row's last real token: then no real
+    token ever sees a pad under the causal mask, so a single forward over the batch needs no padding mask (the
+    fast causal attention kernels) and each row's next-token logits sit at column ``attention_mask.sum(1) - 1``.
+    Positions count 0 .. n - 1 over the real tokens either way (0 on the padding)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     if not samples:
         raise ValueError("cannot pad an empty list of prompts")
     if any(bool(x.gen_mask.any()) for x in samples):
-        raise ValueError("left_pad_prompts takes comprehension prompts; a prompt has generation query positions")
+        raise ValueError("padded prompts must be comprehension prompts; a prompt has generation query positions")
     b, s = len(samples), max(len(x) for x in samples)
     input_ids = torch.full((b, s), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros(b, s, dtype=torch.long)
@@ -374,7 +384,8 @@ def left_pad_prompts(samples: list[LLMSample], pad_token_id: int) -> dict[str, t
     cmp_mask = torch.zeros(b, s, dtype=torch.bool)
     for i, x in enumerate(samples):
         n = len(x)
-        input_ids[i, s - n :], attention_mask[i, s - n :], cmp_mask[i, s - n :] = x.input_ids, 1, x.cmp_mask
-        position_ids[i, s - n :] = torch.arange(n)
+        cols = slice(s - n, s) if side == "left" else slice(0, n)
+        input_ids[i, cols], attention_mask[i, cols], cmp_mask[i, cols] = x.input_ids, 1, x.cmp_mask
+        position_ids[i, cols] = torch.arange(n)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
             "cmp_mask": cmp_mask, "cmp_clips": torch.cat([x.cmp_clips for x in samples])}
