@@ -19,6 +19,8 @@ range, and checks that the batched results equal the unbatched ones (scores: max
 
     python benchmarks/batch_inference.py --num 16 --batch-size 8 --repeats 3 \\
         --out benchmarks/results/batch_inference.json
+    python benchmarks/batch_inference.py --size paper --device cuda --num 16 --batch-size 8 --repeats 3 \\
+        --out benchmarks/results/batch_inference_paper_h200.json
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the project's machines have 2)")
+    parser.add_argument("--size", choices=["tiny", "paper"], default="tiny",
+                        help="paper: Mistral-7B shapes in bf16, random weights (64 tokens a clip; --queries unused)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/batch_inference.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -80,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     from divot.llm.batch_generation import score_continuation_ids_reference
     from divot.llm.sequences import SequenceBuilder
 
-    llm = build_model(args.queries)
+    if args.size == "paper":
+        from _gpu_parts import build_llm
+
+        llm = build_llm("paper", torch.device(args.device)).eval()
+        args.queries = llm.config.num_queries
+    else:
+        llm = build_model(args.queries).to(args.device)
     builder = SequenceBuilder.from_config(llm.tokenizer, llm.config)
     mc = prompts(llm, builder, args.num, args.clips, seed=0)
     gen = prompts(llm, builder, args.num, args.gen_clips, seed=1)

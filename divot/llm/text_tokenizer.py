@@ -29,7 +29,6 @@ def train_text_tokenizer(texts: Iterable[str], out_dir: str | Path | None = None
     control tokens, not the Divot tokens (a soft limit: fewer pieces if the texts have no more merges)."""
     import sentencepiece as spm
     from transformers import LlamaTokenizer
-    from transformers.convert_slow_tokenizer import generate_merges
 
     texts = [t for t in texts if t and t.strip()]
     if not texts:
@@ -50,7 +49,7 @@ def train_text_tokenizer(texts: Iterable[str], out_dir: str | Path | None = None
     sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
     # Same conversion transformers does for a tokenizer.model (without needing protobuf).
     vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
-    tokenizer = LlamaTokenizer(vocab=vocab, merges=generate_merges(vocab), unk_token="<unk>", bos_token="<s>",
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=_merges_by_id(vocab), unk_token="<unk>", bos_token="<s>",
                                eos_token="</s>", add_bos_token=True, add_eos_token=False, legacy=False,
                                add_prefix_space=True)
     tokenizer.pad_token = tokenizer.unk_token
@@ -60,6 +59,19 @@ def train_text_tokenizer(texts: Iterable[str], out_dir: str | Path | None = None
         save_text_tokenizer(tokenizer, out_dir)
         logger.info("saved a %d-token text tokenizer to %s", len(tokenizer), out_dir)
     return tokenizer
+
+
+def _merges_by_id(vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """BPE merges of a sentencepiece vocabulary, ranked by the merged piece's id (a BPE model's pieces are stored
+    in merge order), then by the split's pieces: what ``transformers``' ``generate_merges(vocab)`` gives in 5.25,
+    whose signature differs between 5.x releases (5.17 requires scores), hence this copy."""
+    merges = []
+    for piece, piece_id in vocab.items():
+        splits = [(piece[:k], piece[k:], piece_id) for k in range(1, len(piece))
+                  if piece[:k] in vocab and piece[k:] in vocab]
+        merges.extend(sorted(splits, key=lambda m: (vocab[m[0]], vocab[m[1]])))
+    merges.sort(key=lambda m: (m[2], len(m[0]), len(m[1])))
+    return [(left, right) for left, right, _ in merges]
 
 
 def shapes_world_texts() -> list[str]:
