@@ -3,7 +3,9 @@
 Prompts for decoding are left-padded (``sequences.left_pad_prompts``): every row ends with its last real token,
 so the next-token logits of all rows sit in the last column. The padding mask (b, s) masks the pad columns for every
 query, and positions count from 0 at each row's first real token, as in an unpadded pass; so greedy answers and
-option scores equal the one-prompt ones (token for token; scores to float tolerance; tests/test_batch_inference.py).
+option scores equal the one-prompt ones in fp32 (token for token; scores to float tolerance;
+tests/test_batch_inference.py). In bf16 the batched and one-prompt passes round differently: scores agree to bf16
+precision and a near-tied greedy choice can flip (measured on an H200, benchmarks/RESULTS.md).
 
 - ``generate_ids_batch``: ``transformers``' ``generate`` on the left-padded embeddings. ``generate`` derives the
   positions from the padding mask (cumulative sum) and grows the mask as tokens are added; rows that finish
@@ -91,7 +93,7 @@ def _cache_of(out):
 def _logits_at(llm, columns: torch.Tensor) -> dict:
     """Ask the causal LM for the logits of ``columns`` (1D, every row) only, where its forward supports it."""
     if "logits_to_keep" in inspect.signature(llm.forward).parameters:
-        return {"logits_to_keep": columns}  # a CPU index serves hidden states on any device
+        return {"logits_to_keep": columns}  # a 1D index tensor: these sequence positions of every row
     return {}
 
 
