@@ -37,9 +37,9 @@ import statistics
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
+from _textured_video import write_textured_video
 from _timing import ROOT, provenance
 
 VIDEOS = {  # name -> (height, width, fps, seconds)
@@ -98,29 +98,15 @@ def make_video(path: Path, height: int, width: int, fps: int, seconds: int) -> P
     """An H.264 test video: a texture drifting diagonally and a bright box crossing it (written once)."""
     if path.is_file():
         return path
-    import av
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    tile = rng.integers(40, 216, (height // 8 + 64, width // 8 + 64, 3), dtype=np.uint8)
-    texture = np.repeat(np.repeat(tile, 8, 0), 8, 1)  # 8 x 8 blocks: (H + 512, W + 512, 3)
-    partial = path.with_suffix(".partial.mp4")
-    with av.open(str(partial), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
-        box = height // 5
-        for t in range(fps * seconds):
-            shift = (2 * t) % 512
-            frame = texture[shift : shift + height, shift : shift + width].copy()  # (H, W, 3)
-            x = int((width - box) * (0.5 + 0.5 * np.sin(t / (2 * fps))))
-            frame[height // 3 : height // 3 + box, x : x + box] = (240, 60, 30)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    partial.rename(path)
-    return path
+    box = height // 5
+
+    def paint(frame, t: int) -> None:
+        x = int((width - box) * (0.5 + 0.5 * np.sin(t / (2 * fps))))
+        frame[height // 3 : height // 3 + box, x : x + box] = (240, 60, 30)
+
+    return write_textured_video(path, height, width, fps, seconds, paint)
 
 
 def measure(mode: str, video: Path, out: Path) -> dict:

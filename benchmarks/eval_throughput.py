@@ -163,39 +163,26 @@ def measure_shape(shape: str, model, items, token_sources: dict, args) -> dict:
 def long_videos(items, out_dir: Path, spec: str, distinct: int) -> list:
     """``items`` with EgoSchema-like videos (see the module docstring): W x H, S seconds, 30 fps."""
     import dataclasses
-    from fractions import Fraction
 
     import av
     import numpy as np
+    from _textured_video import write_textured_video
     from PIL import Image
 
     width, height, seconds = (int(v) for v in spec.lower().split("x"))
-    fps = 30
+    fps, box = 30, min(width, height) // 2
+    top, left = (height - box) // 2, (width - box) // 2
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    tile = rng.integers(40, 216, (height // 8 + 64, width // 8 + 64, 3), dtype=np.uint8)
-    texture = np.repeat(np.repeat(tile, 8, 0), 8, 1)  # (H + 512, W + 512, 3)
-    box = min(width, height) // 2
     paths = []
     for k, item in enumerate(items[:distinct]):
         with av.open(str(item.video)) as source:
             clip = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]  # the shapes clip, looped
         clip = [np.asarray(Image.fromarray(f).resize((box, box), Image.Resampling.NEAREST)) for f in clip]
-        path = out_dir / f"long_{k}.mp4"
-        with av.open(str(path), mode="w") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = {"preset": "veryfast", "crf": "23"}
-            top, left = (height - box) // 2, (width - box) // 2
-            for t in range(fps * seconds):
-                shift = (2 * t) % 512
-                frame = texture[shift : shift + height, shift : shift + width].copy()  # (H, W, 3)
-                frame[top : top + box, left : left + box] = clip[(t * len(clip) // (2 * fps)) % len(clip)]
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        paths.append(path)
+
+        def paint(frame, t: int, clip=clip) -> None:
+            frame[top : top + box, left : left + box] = clip[(t * len(clip) // (2 * fps)) % len(clip)]
+
+        paths.append(write_textured_video(out_dir / f"long_{k}.mp4", height, width, fps, seconds, paint))
     return [dataclasses.replace(item, video=paths[i % len(paths)]) for i, item in enumerate(items)]
 
 
